@@ -1,0 +1,3 @@
+from callbacks.trajectory import TrajectoryRecorder
+
+__all__ = ["TrajectoryRecorder"]

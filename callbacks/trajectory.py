@@ -1,0 +1,86 @@
+"""trajectory.csv / trajectory.png for the 2-D synthetic landscape (paper Fig. 3)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+
+from callbacks.landscape_plot import save_trajectory_png
+
+HEADER = ["step", "phase", "task", "x", "y"]
+REPTILE_FAMILY = ("Reptile", "SequentialReptile")
+
+
+class TrajectoryRecorder(Callback):
+    """One row per inner step (`inner`), per outer update (`outer`, holding the new φ) and per step of
+    the other methods (`step`); the first row holds the initial point (`outer` for the Reptile family,
+    whose φ_0 it is, `step` otherwise). Needs a model with `point() -> (x, y)`.
+
+    On resume, rows written after the checkpoint's step are dropped, so the file matches the run.
+    """
+
+    def __init__(self, filename: str = "trajectory.csv", plot: bool = True) -> None:
+        self.filename = filename
+        self.plot = plot
+        self.path: Path | None = None
+        self._module: Any = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        if not hasattr(pl_module.model, "point"):
+            raise TypeError("TrajectoryRecorder needs a 2-D model with point() (the synthetic landscape)")
+        self._module = pl_module
+        pl_module.add_step_listener(self._on_step)
+        if trainer.is_global_zero:
+            self.path = Path(trainer.log_dir or ".") / self.filename
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.path is None:
+            return
+        step = trainer.global_step
+        if step > 0 and self.path.exists():
+            rows = [r for r in _read(self.path) if int(r["step"]) <= step]
+            _write(self.path, rows)
+            return
+        first_phase = "outer" if type(pl_module.algorithm).__name__ in REPTILE_FAMILY else "step"
+        x, y = pl_module.model.point()
+        _write(self.path, [{"step": 0, "phase": first_phase, "task": "", "x": x, "y": y}])
+
+    def _on_step(self, module: Any, phase: str, tasks: list[str]) -> None:
+        if self.path is None:
+            return
+        if phase == "outer":
+            task = ""
+        elif phase == "step" and sorted(tasks) == sorted(module.task_names):
+            task = "all"
+        else:
+            task = "+".join(tasks)
+        x, y = module.model.point()
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([module.global_step, phase, task, repr(x), repr(y)])
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.path is None or not self.plot:
+            return
+        optima = {name: x.tolist() for name, x in pl_module.model.optima.items()}
+        title = type(pl_module.algorithm).__name__
+        save_trajectory_png(self.path, self.path.with_suffix(".png"), optima, title)
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    os.makedirs(path.parent, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HEADER)
+        writer.writeheader()
+        writer.writerows(rows)

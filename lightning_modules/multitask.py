@@ -1,0 +1,207 @@
+"""MultiTaskModule: a TaskModel trained by an Algorithm under manual optimization."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from lightning_modules.algorithms.base import Algorithm
+from lightning_modules.models.base import TaskModel
+
+StepListener = Callable[["MultiTaskModule", str, list[str]], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A task loss became NaN or infinite; raised before the parameters are touched."""
+
+
+class MultiTaskModule(pl.LightningModule):
+    """Runs `algorithm.training_step` (one optimizer step each) and evaluates every task.
+
+    The inner optimizer comes from LightningCLI's `optimizer:` section (AdamW, lr 3e-5 by default).
+
+    Args:
+        model: the multi-task model (`forward(task, batch)` gives the loss).
+        algorithm: the update rule (MTL, PCGrad, ..., SequentialReptile).
+        grad_clip_norm: clip the gradient norm of each inner step (Trainer's gradient_clip_val is not
+            available under manual optimization). The paper does not say; default off.
+    """
+
+    def __init__(self, model: TaskModel, algorithm: Algorithm, grad_clip_norm: float | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.automatic_optimization = False
+        self.model = model
+        self.algorithm = algorithm
+        self.grad_clip_norm = grad_clip_norm
+        self.task_names: list[str] = []
+        self.eval_task_names: list[str] = []
+        self.eval_metrics = nn.ModuleDict()
+        self.eval_losses = nn.ModuleDict()
+        self._step_listeners: list[StepListener] = []
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- wiring
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "task_names"):
+            raise ValueError("MultiTaskModule needs a MultiTaskDataModule (data: in the config)")
+        self.task_names = list(datamodule.task_names)
+        self.eval_task_names = list(datamodule.eval_task_names())
+        self.model.check_tasks(self.eval_task_names)
+        if stage == "fit":
+            datamodule.attach_schedule(self.algorithm.schedule())
+        for name in self.eval_task_names:
+            if name not in self.eval_metrics:
+                self.eval_metrics[name] = self.model.eval_metrics(name).to(self.device)
+                self.eval_losses[name] = MeanMetric().to(self.device)
+
+    def on_fit_start(self) -> None:
+        self.algorithm.setup(self)
+
+    def add_step_listener(self, listener: StepListener) -> None:
+        """Callbacks that must see every inner step / outer update (the trajectory plot) register here."""
+        self._step_listeners.append(listener)
+
+    def emit(self, phase: str, tasks: list[str]) -> None:
+        """Algorithms call this after each optimizer step (`inner`/`step`) and outer update (`outer`)."""
+        for listener in self._step_listeners:
+            listener(self, phase, tasks)
+
+    # ----------------------------------------------------------- algorithm API
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def task_loss(self, task: str, batch: Any) -> torch.Tensor:
+        loss = self.model(task, batch).loss
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) on task '{task}' at global step {self.global_step}; "
+                "training stopped before the parameters were updated, the last saved checkpoint is kept"
+            )
+        self.log(f"train/{task}/loss", loss.detach(), on_step=True, on_epoch=False, batch_size=1)
+        return loss
+
+    def optimizer_step(self) -> None:
+        """One inner optimizer step from the gradients in `.grad` (counted by Lightning's global_step)."""
+        optimizer = self.optimizers()
+        if self.grad_clip_norm is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()  # type: ignore[union-attr]
+
+    def reset_optimizer_state(self) -> None:
+        self.optimizers().optimizer.state.clear()
+
+    def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Average over DDP ranks (a no-op on one process); for gradients computed with autograd.grad."""
+        if self.trainer.world_size > 1:
+            return self.trainer.strategy.reduce(tensor, reduce_op="mean")
+        return tensor
+
+    # ---------------------------------------------------------------- training
+    def training_step(self, batch: list[tuple[str, Any]], batch_idx: int) -> torch.Tensor:
+        if self._rng_to_restore is not None:
+            _set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+        loss = self.algorithm.training_step(self, batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
+        return loss
+
+    # -------------------------------------------------------------- evaluation
+    def on_validation_epoch_start(self) -> None:
+        self._eval_ctx = self.algorithm.evaluation_weights(self)
+        self._eval_ctx.__enter__()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+        self._eval_ctx.__exit__(None, None, None)
+
+    def on_test_epoch_start(self) -> None:
+        self.on_validation_epoch_start()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+        self._eval_ctx.__exit__(None, None, None)
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        task = self.eval_task_names[dataloader_idx]
+        output = self.model(task, batch)
+        self.eval_losses[task].update(output.loss.detach())
+        self.model.update_metrics(self.eval_metrics[task], output)
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.validation_step(batch, batch_idx, dataloader_idx)
+
+    def _log_eval(self, split: str) -> None:
+        values: dict[str, float] = {}
+        groups: dict[str, dict[str, list[float]]] = {"avg": {}, "zero_shot_avg": {}}
+        for task in self.eval_task_names:
+            if self.eval_losses[task].update_count == 0:
+                continue
+            results = {"loss": self.eval_losses[task].compute()}
+            results.update(_flatten(self.eval_metrics[task].compute()) if len(self.eval_metrics[task]) else {})
+            group = "avg" if task in self.task_names else "zero_shot_avg"
+            for metric, value in results.items():
+                values[f"{split}/{task}/{metric}"] = float(value)
+                groups[group].setdefault(metric, []).append(float(value))
+            self.eval_losses[task].reset()
+            self.eval_metrics[task].reset()
+        for group, metrics in groups.items():
+            for metric, vals in metrics.items():
+                values[f"{split}/{group}/{metric}"] = sum(vals) / len(vals)
+        for key, value in values.items():
+            self.log(key, value, add_dataloader_idx=False, sync_dist=False)
+
+    # ----------------------------------------------------------- checkpointing
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["multitask"] = {
+            "task_names": self.task_names,
+            "algorithm": type(self.algorithm).__name__,
+            "algorithm_state": self.algorithm.state_dict(),
+            "rng": _get_rng_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("multitask")
+        if saved is None:
+            raise ValueError("this checkpoint was not written by MultiTaskModule (no 'multitask' entry)")
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        current = list(datamodule.task_names) if datamodule is not None else None
+        if current is not None and saved["task_names"] != current:
+            raise ValueError(
+                f"checkpoint was made with tasks {saved['task_names']}, but this run has {current}; "
+                "resume with the same task set (data.tasks) as the checkpoint"
+            )
+        if saved["algorithm"] != type(self.algorithm).__name__:
+            raise ValueError(
+                f"checkpoint was made with algorithm {saved['algorithm']}, "
+                f"but this run uses {type(self.algorithm).__name__}"
+            )
+        self.algorithm.load_state_dict(saved["algorithm_state"])
+        self._rng_to_restore = saved["rng"]
+
+
+def _flatten(results: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return {k.split("/")[-1] if "/" in k else k: v for k, v in results.items()}
+
+
+def _get_rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
