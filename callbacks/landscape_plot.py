@@ -33,8 +33,16 @@ def draw_trajectory(ax, rows: list[dict[str, str]], optima: dict[str, list[float
     ax.contour(xx, yy, zz, levels=15, colors="white", linewidths=0.3, alpha=0.5)
     inner = [r for r in rows if r["phase"] in ("inner", "step")]
     outer = [r for r in rows if r["phase"] == "outer"]
+    # Inner trajectories start again from φ after every outer update: break the line there.
+    xs, ys = [], []
+    for r in rows:
+        if r["phase"] == "outer":
+            xs.append(float("nan"))
+            ys.append(float("nan"))
+        xs.append(float(r["x"]))
+        ys.append(float(r["y"]))
     if inner:
-        ax.plot([float(r["x"]) for r in inner], [float(r["y"]) for r in inner], color="orange", lw=0.6, alpha=0.7)
+        ax.plot(xs, ys, color="orange", lw=0.6, alpha=0.7)
     if outer:
         ax.plot([float(r["x"]) for r in outer], [float(r["y"]) for r in outer], color="red", lw=1.5, marker=".", ms=3)
     path = outer or inner

@@ -36,7 +36,8 @@ class MultiTaskCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config["trainer"].get("logger") in (None, True):
-            config["trainer"]["logger"] = default_logger(config.get("config"), config.get("ckpt_path"))
+            root = config["trainer"].get("default_root_dir") or "logs"
+            config["trainer"]["logger"] = default_logger(config.get("config"), config.get("ckpt_path"), root)
 
     def after_instantiate_classes(self) -> None:
         # Fail on incompatible model/data/algorithm before any data is prepared or step is taken.
@@ -44,8 +45,9 @@ class MultiTaskCLI(LightningCLI):
         self.datamodule.attach_schedule(self.model.algorithm.schedule())
 
 
-def default_logger(config_paths: list[Any] | None, ckpt_path: str | None) -> Namespace:
-    """TensorBoard under logs/<experiment>/<config name>/version_N; resuming from a checkpoint written in
+def default_logger(config_paths: list[Any] | None, ckpt_path: str | None, root: str = "logs") -> Namespace:
+    """TensorBoard under <root>/<experiment>/<config name>/version_N (root: trainer.default_root_dir, else
+    ./logs); resuming from a checkpoint written in
     such a directory keeps logging into the same version instead of opening version_N+1."""
     if ckpt_path and Path(ckpt_path).parent.name == "checkpoints":
         version_dir = Path(ckpt_path).resolve().parent.parent
@@ -55,5 +57,5 @@ def default_logger(config_paths: list[Any] | None, ckpt_path: str | None) -> Nam
         if config_paths:
             path = Path(str(config_paths[-1]))
             name = f"{path.parent.name}/{path.stem}"
-        init_args = {"save_dir": "logs", "name": name}
+        init_args = {"save_dir": str(root), "name": name}
     return Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger", init_args=Namespace(**init_args))

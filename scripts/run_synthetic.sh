@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every method's synthetic config, then draws the Fig. 3 layout (docs/fig3.png, docs/fig3.md).
+# Extra arguments go to every run, e.g. `bash scripts/run_synthetic.sh --model.model.init_args.init [15,15]`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+ROOT=${ROOT:-logs}
+for method in mtl gradnorm pcgrad gradvac recadam reptile sequential_reptile; do
+  "$PY" train.py fit --config "configs/synthetic/$method.yaml" --trainer.default_root_dir "$ROOT" \
+    --trainer.enable_progress_bar false "$@"
+done
+"$PY" scripts/fig3.py --runs "$ROOT/synthetic" --out "${OUT:-docs/fig3.png}" --table "${TABLE:-docs/fig3.md}"
