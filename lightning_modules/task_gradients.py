@@ -24,20 +24,31 @@ def split_parameters(module: MultiTaskModule) -> tuple[list[nn.Parameter], list[
 
 
 def task_jacobian(
-    module: MultiTaskModule, batch: list[tuple[str, Any]], shared: list[nn.Parameter], specific: list[nn.Parameter]
+    module: MultiTaskModule,
+    batch: list[tuple[str, Any]],
+    shared: list[nn.Parameter],
+    specific: list[nn.Parameter],
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows g_t = ∇_shared L_t for each (task, batch) pair, and the losses [T].
 
-    Gradients of the task-specific parameters are summed into their `.grad`. Under DDP both are
-    averaged over ranks here (autograd.grad bypasses DDP's reducer).
+    Gradients of the task-specific parameters are summed into their `.grad`: ∇ Σ_t L_t, or ∇ Σ_t w_t L_t
+    when `weights` [T] is given (GradNorm weights the loss; the rows and losses stay unweighted). Under DDP
+    both are averaged over ranks here (autograd.grad bypasses DDP's reducer).
     """
+    if weights is not None and weights.shape != (len(batch),):
+        raise ValueError(
+            f"weights must have one entry per (task, batch) pair: {len(batch)}, got {tuple(weights.shape)}"
+        )
     rows, losses = [], []
-    for task, data in batch:
+    for i, (task, data) in enumerate(batch):
         loss = module.task_loss(task, data)
         grads = torch.autograd.grad(loss, shared + specific, allow_unused=True)
         rows.append(flatten([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, shared)]))
         for p, g in zip(specific, grads[len(shared) :]):
             if g is not None:
+                if weights is not None:
+                    g = g * weights[i].detach().to(g)
                 p.grad = g if p.grad is None else p.grad + g
         losses.append(loss.detach())
     jacobian = module.all_reduce_mean(torch.stack(rows))
