@@ -37,8 +37,9 @@ class TrajectoryRecorder(Callback):
             raise TypeError("TrajectoryRecorder needs a 2-D model with point() (the synthetic landscape)")
         self._module = pl_module
         pl_module.add_step_listener(self._on_step)
+        log_dir = trainer.log_dir  # a collective (broadcast from rank 0): every rank must call it
         if trainer.is_global_zero:
-            self.path = Path(trainer.log_dir or ".") / self.filename
+            self.path = Path(log_dir or ".") / self.filename
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.path is None:

@@ -44,7 +44,10 @@ class MultiTaskModule(pl.LightningModule):
         self.eval_metrics = nn.ModuleDict()
         self.eval_losses = nn.ModuleDict()
         self._step_listeners: list[StepListener] = []
-        self._rng_to_restore: dict[str, Any] | None = None
+        # The RNG state training continues from. Training draws (dropout, PCGrad's order, ...) come from
+        # their own stream, untouched by what runs between steps (validation's DataLoader draws a seed), so a
+        # resumed run sees the same stream as an uninterrupted one wherever the checkpoint was taken.
+        self._train_rng: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- wiring
     def setup(self, stage: str) -> None:
@@ -81,8 +84,9 @@ class MultiTaskModule(pl.LightningModule):
         loss = self.model(task, batch).loss
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"non-finite loss ({loss.item()}) on task '{task}' at global step {self.global_step}; "
-                "training stopped before the parameters were updated, the last saved checkpoint is kept"
+                f"non-finite loss ({loss.item()}) on task '{task}' at training step {self.global_step + 1} "
+                f"(after {self.global_step} completed optimizer steps); training stopped before the parameters "
+                "were updated, the last saved checkpoint is kept"
             )
         self.log(f"train/{task}/loss", loss.detach(), on_step=True, on_epoch=False, batch_size=1)
         return loss
@@ -109,10 +113,10 @@ class MultiTaskModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: list[tuple[str, Any]], batch_idx: int) -> torch.Tensor:
-        if self._rng_to_restore is not None:
-            _set_rng_state(self._rng_to_restore)
-            self._rng_to_restore = None
+        if self._train_rng is not None:
+            _set_rng_state(self._train_rng)
         loss = self.algorithm.training_step(self, batch)
+        self._train_rng = _get_rng_state()
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
         return loss
 
@@ -167,27 +171,37 @@ class MultiTaskModule(pl.LightningModule):
             "task_names": self.task_names,
             "algorithm": type(self.algorithm).__name__,
             "algorithm_state": self.algorithm.state_dict(),
-            "rng": _get_rng_state(),
+            "rng": self._train_rng if self._train_rng is not None else _get_rng_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("multitask")
-        if saved is None:
-            raise ValueError("this checkpoint was not written by MultiTaskModule (no 'multitask' entry)")
         datamodule = self._trainer.datamodule if self._trainer is not None else None
         current = list(datamodule.task_names) if datamodule is not None else None
-        if current is not None and saved["task_names"] != current:
-            raise ValueError(
-                f"checkpoint was made with tasks {saved['task_names']}, but this run has {current}; "
-                "resume with the same task set (data.tasks) as the checkpoint"
-            )
-        if saved["algorithm"] != type(self.algorithm).__name__:
-            raise ValueError(
-                f"checkpoint was made with algorithm {saved['algorithm']}, "
-                f"but this run uses {type(self.algorithm).__name__}"
-            )
+        saved = check_checkpoint_compatible(checkpoint, current, self.algorithm)
         self.algorithm.load_state_dict(saved["algorithm_state"])
-        self._rng_to_restore = saved["rng"]
+        self._train_rng = saved["rng"]
+
+
+def check_checkpoint_compatible(
+    checkpoint: dict[str, Any], task_names: list[str] | None, algorithm: Algorithm, source: str = "checkpoint"
+) -> dict[str, Any]:
+    """The checkpoint's `multitask` entry, or a clear error if it was made for another task set or algorithm.
+
+    Also called by the CLI before anything is instantiated into the log directory, so a wrong resume leaves
+    the existing checkpoint and logs untouched."""
+    saved = checkpoint.get("multitask")
+    if saved is None:
+        raise ValueError(f"{source} was not written by MultiTaskModule (no 'multitask' entry)")
+    if task_names is not None and list(saved["task_names"]) != list(task_names):
+        raise ValueError(
+            f"{source} was made with tasks {list(saved['task_names'])}, but this run has {list(task_names)}; "
+            "resume with the same task set (data.tasks) as the checkpoint"
+        )
+    if saved["algorithm"] != type(algorithm).__name__:
+        raise ValueError(
+            f"{source} was made with algorithm {saved['algorithm']}, but this run uses {type(algorithm).__name__}"
+        )
+    return saved
 
 
 def _flatten(results: dict[str, Any]) -> dict[str, torch.Tensor]:
