@@ -53,6 +53,8 @@ class MultiTaskCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
+        if self.subcommand not in (None, "fit"):
+            self.save_config_callback = None  # validate/test must not overwrite the training run's config.yaml
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config["trainer"].get("logger") in (None, True):
             root = config["trainer"].get("default_root_dir") or "logs"
@@ -72,8 +74,8 @@ class MultiTaskCLI(LightningCLI):
 
 def default_logger(config_paths: list[Any] | None, ckpt_path: str | None, root: str = "logs") -> Namespace:
     """TensorBoard under <root>/<experiment>/<config name>/version_N (root: trainer.default_root_dir, else
-    ./logs); resuming from a checkpoint written in
-    such a directory keeps logging into the same version instead of opening version_N+1."""
+    ./logs); resuming from a checkpoint written in such a directory keeps logging into the same version
+    instead of opening version_N+1 (DESIGN fact 8)."""
     if ckpt_path and Path(ckpt_path).parent.name == "checkpoints":
         version_dir = Path(ckpt_path).resolve().parent.parent
         init_args = {"save_dir": str(version_dir.parent), "name": "", "version": version_dir.name}
