@@ -72,7 +72,9 @@ class TaskSampler:
     def next_tasks(self) -> list[str]:
         spec = self.spec
         if isinstance(spec, IIDSchedule):
-            picked = torch.multinomial(self.probabilities, spec.tasks_per_step, replacement=False, generator=self.generator)
+            picked = torch.multinomial(
+                self.probabilities, spec.tasks_per_step, replacement=False, generator=self.generator
+            )
             return [self.task_names[i] for i in picked.tolist()]
         if self._block_left == 0:
             if not self._round:

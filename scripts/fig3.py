@@ -90,7 +90,7 @@ def main() -> None:
     fig = plt.figure(figsize=(4 * 4, 8))
     cos_rows, lines = [], []
     pairs = [f"{a}-{b}" for a, b in itertools.combinations(sorted(optima), 2)]
-    for idx, (key, label, path) in enumerate(found):
+    for idx, (_key, label, path) in enumerate(found):
         rows = read_trajectory(path)
         ax = fig.add_subplot(2, 4, idx + 1)
         draw_trajectory(ax, rows, optima, f"({chr(97 + idx)}) {label}")
@@ -100,7 +100,11 @@ def main() -> None:
         end = end_point(points)
         dists = {name: float(np.linalg.norm(end - np.asarray(x))) for name, x in optima.items()}
         nearest = min(dists, key=dists.get)
-        verdict = f"in the minimum at {nearest} {tuple(optima[nearest])}" if dists[nearest] <= args.near else "not in a minimum"
+        verdict = (
+            f"in the minimum at {nearest} {tuple(optima[nearest])}"
+            if dists[nearest] <= args.near
+            else "not in a minimum"
+        )
         mean_cos = float(np.mean([cos[p] for p in pairs]))
         lines.append(f"| {label} | ({end[0]:.2f}, {end[1]:.2f}) | {dists[nearest]:.2f} | {verdict} | {mean_cos:.3f} |")
 

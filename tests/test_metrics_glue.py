@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
-import time
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from lightning_modules.metrics.glue import GLUE_TASKS, canonical_task, glue_metrics
+from tests.ddp_helpers import run_two_ranks
 
 sk_metrics = pytest.importorskip("sklearn.metrics")
 scipy_stats = pytest.importorskip("scipy.stats")
@@ -126,12 +124,6 @@ def test_bad_input() -> None:
         glue_metrics("stsb").update(torch.rand(4, 2), torch.rand(4))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _data(task: str) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(5)
     if task == "stsb":
@@ -158,13 +150,7 @@ def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
 
 def test_ddp_sync_over_two_gloo_ranks(tmp_path) -> None:
     path = str(tmp_path / "out.pt")
-    ctx = mp.start_processes(_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=False, start_method="fork")
-    deadline = time.monotonic() + 60  # fork reuses the imported modules; spawn re-imports torch per child
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                proc.kill()
-            pytest.fail("DDP workers did not finish in 60 s")
+    run_two_ranks(_ddp_worker, path)
     out = torch.load(path)
     for task in ("cola", "mrpc", "stsb"):
         metrics = glue_metrics(task)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 import random
-import socket
-import time
 import warnings
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torchmetrics.utilities.data import dim_zero_sum
 
 from lightning_modules.metrics.ner import NerSpanF1, extract_spans
+from tests.ddp_helpers import run_two_ranks
 
 seqeval_metrics = pytest.importorskip("seqeval.metrics")
 seqeval_scheme = pytest.importorskip("seqeval.scheme")
@@ -198,12 +196,6 @@ def test_states_are_sum_reduced_counts() -> None:
     assert all(v.dtype == torch.long and v.shape == (3,) for v in metric._defaults.values())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -220,13 +212,7 @@ def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
 
 def test_ddp_sync_over_two_gloo_ranks(tmp_path) -> None:
     path = str(tmp_path / "out.pt")
-    ctx = mp.start_processes(_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=False, start_method="fork")
-    deadline = time.monotonic() + 60  # fork reuses the imported modules; spawn re-imports torch per child
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                proc.kill()
-            pytest.fail("DDP workers did not finish in 60 s")
+    run_two_ranks(_ddp_worker, path)
     preds, golds = random_sequences(random.Random(3), 100, LABELS)
     expected = seqeval_strict(to_labels(golds, golds, LABELS), to_labels(preds, golds, LABELS))
     out = torch.load(path)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import string
-import time
 import unicodedata
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torchmetrics.utilities.data import dim_zero_sum
 
 from lightning_modules.metrics.qa import (
@@ -23,6 +20,7 @@ from lightning_modules.metrics.qa import (
     mlqa_normalize_answer,
     squad_normalize_answer,
 )
+from tests.ddp_helpers import run_two_ranks
 
 # ----------------------------------------------------------------------------- SQuAD normalization
 
@@ -186,12 +184,6 @@ def test_merged_shards_equal_one_pass() -> None:
         assert rank0.compute()[key].item() == pytest.approx(value.item())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -206,20 +198,9 @@ def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
         dist.destroy_process_group()
 
 
-def _run_two_ranks(worker, path: str, timeout_s: float = 60.0) -> None:
-    """Two gloo ranks; fork reuses the imported modules (spawn re-imports torch: ~25 s per child here)."""
-    ctx = mp.start_processes(worker, args=(2, _free_port(), path), nprocs=2, join=False, start_method="fork")
-    deadline = time.monotonic() + timeout_s
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for proc in ctx.processes:
-                proc.kill()
-            pytest.fail(f"DDP workers did not finish in {timeout_s} s")
-
-
 def test_ddp_sync_over_two_gloo_ranks(tmp_path) -> None:
     path = str(tmp_path / "out.pt")
-    _run_two_ranks(_ddp_worker, path)
+    run_two_ranks(_ddp_worker, path)
     out = torch.load(path)
     assert out["exact_match"] == pytest.approx(100 / 3)
     assert out["f1"] == pytest.approx(100 * (2 / 3 + 2 / 3 + 1) / 3, rel=1e-6)
