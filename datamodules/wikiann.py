@@ -1,0 +1,150 @@
+"""WikiANN NER (paper §4.2, Table 2): one task per language, all sharing one token-classification head.
+
+Hub: `unimelb-nlp/wikiann` (the Rahimi et al. 2019 splits used by XTREME), one config per language, splits
+train / validation / test, fields tokens (words), ner_tags (ids of `WIKIANN_LABELS`), langs, spans. Offline: the
+same splits as parquet or json(l) files via `data_files`.
+
+Labels follow XTREME: the tag of a word goes on its first sub-token, the other sub-tokens and the special tokens
+get -100 (no loss, skipped by the span F1); a word the tokenizer turns into no token at all is replaced by the
+unknown token, so every word keeps its label. Sentences are cut at `max_length` (128) tokens; the words past the
+cut are then not scored (reported as a count; WikiANN sentences rarely come close).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lightning.pytorch.utilities import rank_zero_warn
+
+from datamodules.hf_base import IGNORE_INDEX, Encoder, HFTaskDataModule, Kind
+
+WIKIANN_LABELS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+
+
+@dataclass(frozen=True)
+class NEREncoder(Encoder):
+    """Words + tags -> sub-token ids + labels on first sub-tokens (plus `num_words` and `words_kept`, the words
+    left after truncation, for the truncation report)."""
+
+    num_labels: int = len(WIKIANN_LABELS)
+
+    def __call__(self, batch: dict[str, list[Any]], indices: list[int], kind: Kind) -> dict[str, list[Any]]:
+        tok = self.tok
+        words = [[str(w) for w in ws] for ws in batch["tokens"]]
+        encoded = tok(words, is_split_into_words=True, truncation=True, max_length=self.max_length)
+        # Words that give no sub-token would lose their label: replace them by the unknown token (XTREME).
+        patched = False
+        for i, ws in enumerate(words):
+            present = {w for w in encoded.word_ids(i) if w is not None}
+            truncated = len(encoded["input_ids"][i]) >= self.max_length
+            last = max(present, default=-1)
+            for w in range(len(ws)):
+                if w not in present and (w < last or not truncated):
+                    if tok.unk_token is None:
+                        raise ValueError(
+                            f"row {indices[i]}: word {ws[w]!r} gives no token and the tokenizer has no unk"
+                        )
+                    ws[w] = tok.unk_token
+                    patched = True
+        if patched:
+            encoded = tok(words, is_split_into_words=True, truncation=True, max_length=self.max_length)
+        out: dict[str, list[Any]] = {k: list(v) for k, v in encoded.items()}
+        out["labels"], out["words_kept"], out["num_words"] = [], [], []
+        for i, tags in enumerate(batch["ner_tags"]):
+            if len(tags) != len(words[i]):
+                raise ValueError(f"row {indices[i]}: {len(words[i])} tokens but {len(tags)} ner_tags")
+            bad = [t for t in tags if not 0 <= int(t) < self.num_labels]
+            if bad:
+                raise ValueError(f"row {indices[i]}: ner_tags {bad} outside [0, {self.num_labels})")
+            labels, previous, kept = [], None, 0
+            for w in encoded.word_ids(i):
+                if w is None or w == previous:
+                    labels.append(IGNORE_INDEX)
+                else:
+                    labels.append(int(tags[w]))
+                    kept += 1
+                previous = w
+            out["labels"].append(labels)
+            out["words_kept"].append(kept)
+            out["num_words"].append(len(tags))
+        return out
+
+
+class WikiANNTask(HFTaskDataModule):
+    """One WikiANN language as a task (name = the language code unless given); batch 16, max length 128.
+
+    The other arguments are `HFTaskDataModule`'s (`config_name` defaults to the language)."""
+
+    REQUIRED_COLUMNS = ("tokens", "ner_tags")
+
+    def __init__(
+        self,
+        language: str,
+        tokenizer: str,
+        name: str | None = None,
+        path: str | None = "unimelb-nlp/wikiann",
+        config_name: str | None = None,
+        revision: str | None = None,
+        data_files: dict[str, str | list[str]] | None = None,
+        data_field: str | None = None,
+        train_split: str | None = "train",
+        val_split: str | None = "validation",
+        test_split: str | None = "test",
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        max_length: int = 128,
+        max_train_examples: int | None = None,
+        max_eval_examples: int | None = None,
+        cache_dir: str | None = None,
+        num_proc: int | None = None,
+        pad_to_multiple_of: int | None = None,
+    ) -> None:
+        if not language:
+            raise ValueError("WikiANNTask needs a language (a config of unimelb-nlp/wikiann, e.g. 'sw')")
+        super().__init__(
+            name=name or language,
+            tokenizer=tokenizer,
+            path=path,
+            config_name=config_name or language,
+            revision=revision,
+            data_files=data_files,
+            data_field=data_field,
+            train_split=train_split,
+            val_split=val_split,
+            test_split=test_split,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            max_length=max_length,
+            max_train_examples=max_train_examples,
+            max_eval_examples=max_eval_examples,
+            cache_dir=cache_dir,
+            num_proc=num_proc,
+            pad_to_multiple_of=pad_to_multiple_of,
+        )
+        self.language = language
+        self.label_names = WIKIANN_LABELS
+
+    def encoder(self) -> NEREncoder:
+        return NEREncoder(self.tokenizer_name, self.max_length, len(WIKIANN_LABELS))
+
+    def pad_values(self) -> dict[str, int]:
+        return {**super().pad_values(), "labels": IGNORE_INDEX}
+
+    def prepare_raw(self, raw: Any, split: str, kind: Kind) -> Any:
+        self.check_columns(raw, split)
+        before = len(raw)
+        raw = raw.filter(lambda row: len(row["tokens"]) > 0, desc=f"{self.name}: non-empty sentences")
+        if len(raw) < before:
+            rank_zero_warn(f"task '{self.name}': split '{split}': dropped {before - len(raw)} empty sentences")
+        return raw
+
+    def _build(self, split: str, kind: Kind) -> Any:
+        features = super()._build(split, kind)
+        cut = sum(1 for kept, total in zip(features["words_kept"], features["num_words"]) if kept < total)
+        if cut:
+            rank_zero_warn(
+                f"task '{self.name}': split '{split}': {cut} of {len(features)} sentences are longer than "
+                f"max_length={self.max_length} tokens; their words past the cut are not scored"
+            )
+        return features.remove_columns(["words_kept", "num_words"])
