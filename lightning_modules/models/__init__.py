@@ -1,4 +1,18 @@
 from lightning_modules.models.base import TaskModel, TaskOutput
+from lightning_modules.models.encoder import EncoderClassifier, TokenIdsVocabulary, Vocabulary
+from lightning_modules.models.pair_classifier import GlueClassifier
+from lightning_modules.models.span_qa import SpanQA
 from lightning_modules.models.synthetic import SyntheticLandscape
+from lightning_modules.models.token_classifier import TokenClassifier
 
-__all__ = ["SyntheticLandscape", "TaskModel", "TaskOutput"]
+__all__ = [
+    "EncoderClassifier",
+    "GlueClassifier",
+    "SpanQA",
+    "SyntheticLandscape",
+    "TaskModel",
+    "TaskOutput",
+    "TokenClassifier",
+    "TokenIdsVocabulary",
+    "Vocabulary",
+]
