@@ -47,7 +47,7 @@ class Reptile(ReptileFamily):
         return self.inner_steps * max(1, self.num_tasks)
 
     def training_step(self, module: MultiTaskModule, batch: MultiTaskBatch) -> torch.Tensor:
-        (task, data), = batch
+        ((task, data),) = batch
         if self.k == 0:
             self.start_trajectory(module)  # θ_t^(0) ← φ
         loss = module.task_loss(task, data)

@@ -49,7 +49,7 @@ class SequentialReptile(ReptileFamily):
         return self.inner_steps
 
     def training_step(self, module: MultiTaskModule, batch: MultiTaskBatch) -> torch.Tensor:
-        (task, data), = batch
+        ((task, data),) = batch
         if self.k == 0:
             self.start_trajectory(module)  # θ^(0) ← φ
         loss = module.task_loss(task, data)
