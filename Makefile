@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-fast lint
+.PHONY: install run run-synthetic test test-fast lint
 
 $(BIN)/.installed: setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(BIN)/.installed: setup.cfg constraints.txt
 install: $(BIN)/.installed
 
 run: install
+	$(BIN)/python train.py fit --config configs/offline/sequential_reptile.yaml
+
+run-synthetic: install
 	$(BIN)/python train.py fit --config configs/synthetic/sequential_reptile.yaml
 
 test: install

@@ -56,9 +56,10 @@ class MultiTaskCLI(LightningCLI):
         if self.subcommand not in (None, "fit"):
             self.save_config_callback = None  # validate/test must not overwrite the training run's config.yaml
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if config["trainer"].get("logger") in (None, True):
+        logger, ckpt_path = config["trainer"].get("logger"), config.get("ckpt_path")
+        if logger in (None, True) or is_run_logger(logger, ckpt_path):
             root = config["trainer"].get("default_root_dir") or "logs"
-            config["trainer"]["logger"] = default_logger(config.get("config"), config.get("ckpt_path"), root)
+            config["trainer"]["logger"] = default_logger(config.get("config"), ckpt_path, root)
 
     def after_instantiate_classes(self) -> None:
         # Fail on incompatible checkpoint/model/data/algorithm before any data is prepared, any file is
@@ -86,3 +87,16 @@ def default_logger(config_paths: list[Any] | None, ckpt_path: str | None, root: 
             name = f"{path.parent.name}/{path.stem}"
         init_args = {"save_dir": str(root), "name": name}
     return Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger", init_args=Namespace(**init_args))
+
+
+def is_run_logger(logger: Any, ckpt_path: str | None) -> bool:
+    """Whether `logger` is the default TensorBoard logger that a run's saved config.yaml holds (no version) and
+    `ckpt_path` lies in that run's checkpoints/: `fit|validate|test --config <run>/config.yaml --ckpt_path
+    <run>/checkpoints/x.ckpt` then logs into <run> instead of opening version_N+1."""
+    if not ckpt_path or Path(ckpt_path).parent.name != "checkpoints" or not hasattr(logger, "class_path"):
+        return False
+    args = logger.get("init_args") or {}
+    if not str(logger.class_path).endswith("TensorBoardLogger") or args.get("version") is not None:
+        return False
+    run_parent = Path(ckpt_path).resolve().parent.parent.parent
+    return (Path(str(args.get("save_dir", ""))) / str(args.get("name") or "")).resolve() == run_parent

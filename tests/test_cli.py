@@ -109,3 +109,8 @@ def test_validate_and_test_from_a_checkpoint_evaluate_phi(tmp_path: Path) -> Non
             assert metrics[f"{split}/{task}/loss"] == pytest.approx(landscape_loss(task, *phi), rel=1e-5)
         assert metrics[f"{split}/avg/loss"] == pytest.approx(sum(landscape_loss(t, *phi) for t in OPTIMA) / 3, 1e-5)
         assert torch.equal(cli.model.model.phi.detach(), torch.tensor(theta))  # θ restored after evaluation
+
+    # The run's own saved config.yaml (it names the TensorBoard logger without a version) logs there too.
+    cli = run_cli(["--config", str(fit_dir / "config.yaml"), "--ckpt_path", str(last)], tmp_path, subcommand="test")
+    assert log_dir(cli) == fit_dir
+    assert not (fit_dir.parent / "version_1").exists()
