@@ -10,6 +10,7 @@ from lightning_modules.algorithms.recadam import RecAdam
 from lightning_modules.algorithms.reptile import Reptile
 from lightning_modules.algorithms.sequential_reptile import SequentialReptile
 from lightning_modules.algorithms.surgery_base import GradientAggregationAlgorithm
+from lightning_modules.algorithms.swep import SWEP
 
 __all__ = [
     "MTL",
@@ -19,6 +20,7 @@ __all__ = [
     "GradVac",
     "GradientAggregationAlgorithm",
     "PCGrad",
+    "SWEP",
     "RecAdam",
     "Reptile",
     "SequentialReptile",

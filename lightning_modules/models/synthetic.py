@@ -15,7 +15,10 @@ from torch import nn
 from lightning_modules.models.base import TaskModel, TaskOutput
 
 PAPER_OPTIMA = {"t1": [0.0, 10.0], "t2": [0.0, 0.0], "t3": [10.0, 0.0]}
-PAPER_INITS = {"fig3": [20.0, 5.0], "fig9": [15.0, 15.0], "fig10": [-5.0, 15.0], "fig11": [5.0, -5.0]}
+# (20, 5) is the paper's (§4.1, Fig. 3). Appendix F (Figs. 9-11) uses "three different initializations" without
+# printing them; the other three are our choice, one outside each side of the triangle of optima:
+# `--model.model.init_args.init [15,15]` etc.
+INITS = {"fig3": [20.0, 5.0], "fig9": [15.0, 15.0], "fig10": [-5.0, 15.0], "fig11": [5.0, -5.0]}
 
 
 class SyntheticLandscape(TaskModel):
@@ -30,7 +33,7 @@ class SyntheticLandscape(TaskModel):
     ) -> None:
         super().__init__()
         optima = optima or PAPER_OPTIMA
-        init = init if init is not None else PAPER_INITS["fig3"]
+        init = init if init is not None else INITS["fig3"]
         if len(init) != 2 or any(len(x) != 2 for x in optima.values()):
             raise ValueError("the synthetic landscape is 2-D: init and every optimum need two coordinates")
         self.optima = {name: torch.tensor(x, dtype=torch.float32) for name, x in optima.items()}
