@@ -56,6 +56,8 @@ class MultiTaskCLI(LightningCLI):
         if self.subcommand not in (None, "fit"):
             self.save_config_callback = None  # validate/test must not overwrite the training run's config.yaml
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand in ("validate", "test") and config.get("ckpt_path") == "best":
+            config["ckpt_path"] = best_checkpoint(config.get("config"))
         logger, ckpt_path = config["trainer"].get("logger"), config.get("ckpt_path")
         if logger in (None, True) or is_run_logger(logger, ckpt_path):
             root = config["trainer"].get("default_root_dir") or "logs"
@@ -100,3 +102,34 @@ def is_run_logger(logger: Any, ckpt_path: str | None) -> bool:
         return False
     run_parent = Path(ckpt_path).resolve().parent.parent.parent
     return (Path(str(args.get("save_dir", ""))) / str(args.get("name") or "")).resolve() == run_parent
+
+
+def best_checkpoint(config_paths: list[Any] | None) -> str:
+    """`validate|test --config <run>/config.yaml --ckpt_path best` in a new process: Lightning resolves "best"
+    only right after `fit` in the same process, so read the best path that the run's monitoring ModelCheckpoint
+    recorded in <run>/checkpoints/last.ckpt (same file name looked up in <run>/checkpoints if the run moved)."""
+    run_dir = Path(str(config_paths[-1])).parent if config_paths else None
+    last = run_dir / "checkpoints" / "last.ckpt" if run_dir is not None else None
+    if last is None or not last.is_file():
+        raise ValueError(
+            "--ckpt_path best needs --config <run>/config.yaml of a training run with <run>/checkpoints/last.ckpt"
+            + (f"; {last} does not exist" if last is not None else "")
+        )
+    states = torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
+    best = {
+        state["monitor"]: state.get("best_model_path") or ""
+        for key, state in states.items()
+        if "Checkpoint" in key and isinstance(state, dict) and state.get("monitor")
+    }
+    if len(best) != 1 or not next(iter(best.values())):
+        found = ", ".join(best) or "none"
+        raise ValueError(
+            f"--ckpt_path best needs exactly one ModelCheckpoint with a monitor that saved a checkpoint in {run_dir} "
+            f"(found: {found}); give the checkpoint file instead"
+        )
+    path = Path(next(iter(best.values())))
+    if not path.is_file() and (run_dir / "checkpoints" / path.name).is_file():
+        path = run_dir / "checkpoints" / path.name
+    if not path.is_file():
+        raise FileNotFoundError(f"the best checkpoint recorded by the run, {path}, does not exist")
+    return str(path)

@@ -14,7 +14,7 @@ import yaml
 from datamodules.multitask import MultiTaskDataModule
 from lightning_modules.models.synthetic import SyntheticLandscape
 from lightning_modules.multitask import MultiTaskModule
-from tests.helpers import OPTIMA, SYNTHETIC, load_checkpoint, log_dir, read_trajectory, run_cli
+from tests.helpers import OPTIMA, SYNTHETIC, add_callback, load_checkpoint, log_dir, read_trajectory, run_cli
 
 CONFIGS = sorted(p for p in SYNTHETIC.glob("*.yaml") if not p.name.startswith("_"))
 
@@ -114,3 +114,27 @@ def test_validate_and_test_from_a_checkpoint_evaluate_phi(tmp_path: Path) -> Non
     cli = run_cli(["--config", str(fit_dir / "config.yaml"), "--ckpt_path", str(last)], tmp_path, subcommand="test")
     assert log_dir(cli) == fit_dir
     assert not (fit_dir.parent / "version_1").exists()
+
+
+def test_ckpt_path_best_resolves_to_the_runs_best_checkpoint_in_a_new_process(tmp_path: Path) -> None:
+    best_cb = add_callback(
+        "lightning.pytorch.callbacks.ModelCheckpoint",
+        monitor="val/avg/loss",
+        mode="min",
+        save_top_k=1,
+        filename="best-{step}",
+        every_n_train_steps=3,
+    )
+    args = ["--config", str(SYNTHETIC / "mtl.yaml"), "--trainer.max_steps=9", "--trainer.val_check_interval=3"]
+    fit_dir = log_dir(run_cli([*args, best_cb], tmp_path))
+    saved = sorted(p.name for p in (fit_dir / "checkpoints").glob("best-*.ckpt"))
+    assert len(saved) == 1
+    config = ["--config", str(fit_dir / "config.yaml")]
+    cli = run_cli([*config, "--ckpt_path", "best"], tmp_path, subcommand="test")
+    assert Path(cli.trainer.ckpt_path) == fit_dir / "checkpoints" / saved[0]
+    assert log_dir(cli) == fit_dir
+
+    # A run without a monitoring checkpoint: the error says what is missing.
+    plain_dir = log_dir(run_cli(["--config", str(SYNTHETIC / "mtl.yaml"), "--trainer.max_steps=2"], tmp_path))
+    with pytest.raises(ValueError, match="exactly one ModelCheckpoint with a monitor"):
+        run_cli(["--config", str(plain_dir / "config.yaml"), "--ckpt_path", "best"], tmp_path, subcommand="test")
