@@ -6,27 +6,24 @@ Sequential Reptile's implicit objective rewards inner products between the gradi
 
 from __future__ import annotations
 
-import csv
-import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from callbacks.periodic import PeriodicMeasurement
 from lightning_modules.task_gradients import flatten, split_parameters
 
 ALIGN_HEADER = ["step", "task_a", "task_b", "cos"]
 
 
-class GradientAlignment(Callback):
+class GradientAlignment(PeriodicMeasurement):
     """Every `every_n_steps` optimizer steps (and at the start of training), the gradient of each training
     task w.r.t. the shared parameters on its fixed probe batch, and their pairwise cosines.
 
@@ -63,18 +60,14 @@ class GradientAlignment(Callback):
         heatmap: bool = True,
         filename: str = "alignment.csv",
     ) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        super().__init__(every_n_steps, filename, ALIGN_HEADER)
         if probe_batch_size < 1:
             raise ValueError(f"probe_batch_size must be >= 1, got {probe_batch_size}")
-        self.every_n_steps = every_n_steps
         self.probe_batch_size = probe_batch_size
         self.seed = seed
         self.heatmap = heatmap
-        self.csv = StepCsv(filename, ALIGN_HEADER)
         self.probes: dict[str, Any] = {}
         self.last_cosines: torch.Tensor | None = None  # [T, T] of the last probe (rank 0), for scripts/tests
-        self._last_step = -1
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -87,22 +80,12 @@ class GradientAlignment(Callback):
                 f"GradientAlignment needs at least two training tasks, got {datamodule.task_names}; "
                 "remove the callback for single-task runs"
             )
-        self.csv.setup(trainer)
+        super().setup(trainer, pl_module, stage)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        self.probes = self.draw_probes(trainer.datamodule, pl_module.device)
-        step = trainer.global_step
-        if self.csv.resume(step) and step > 0:
-            self._last_step = step  # this step was measured before the checkpoint was written
-            return
-        self._measure_and_log(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        step = trainer.global_step
-        if trainer.is_global_zero and step % self.every_n_steps == 0 and step != self._last_step:
-            self._measure_and_log(trainer, pl_module)
+        if trainer.is_global_zero:
+            self.probes = self.draw_probes(trainer.datamodule, pl_module.device)
+        super().on_train_start(trainer, pl_module)
 
     # ---------------------------------------------------------------- probing
     def draw_probes(self, datamodule: Any, device: torch.device) -> dict[str, Any]:
@@ -201,42 +184,3 @@ def _probe_context(pl_module: pl.LightningModule) -> Iterator[None]:
         finally:
             for module, training in modes:
                 module.training = training
-
-
-class StepCsv:
-    """A CSV in the logger's directory, written by rank 0, whose rows start with the global step."""
-
-    def __init__(self, filename: str, header: list[str]) -> None:
-        self.filename = filename
-        self.header = header
-        self.path: Path | None = None
-
-    def setup(self, trainer: pl.Trainer) -> None:
-        log_dir = trainer.log_dir  # a collective under DDP: called on every rank
-        self.path = Path(log_dir or trainer.default_root_dir) / self.filename if trainer.is_global_zero else None
-
-    def resume(self, step: int) -> bool:
-        """Keep rows up to `step` (drop those a crashed run wrote after its checkpoint); True if the file had a
-        row at `step`. Starts a fresh file at step 0."""
-        if self.path is None:
-            return False
-        rows: list[list[str]] = []
-        if step > 0 and self.path.exists():
-            with open(self.path, newline="") as f:
-                reader = csv.reader(f)
-                next(reader, None)
-                rows = [r for r in reader if r and int(r[0]) <= step]
-        os.makedirs(self.path.parent, exist_ok=True)
-        with open(self.path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(self.header)
-            writer.writerows(rows)
-        return any(int(r[0]) == step for r in rows)
-
-    def append(self, rows: list[list[Any]]) -> None:
-        if self.path is None:
-            return
-        if not self.path.exists():
-            self.resume(0)
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerows(rows)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 
-from callbacks.alignment import StepCsv
+from callbacks.periodic import PeriodicMeasurement
 
 
-class L2Drift(Callback):
+class L2Drift(PeriodicMeasurement):
     """||θ − θ_pretrained||₂ over the parameters named in `model.pretrained_reference()`, at the algorithm's
     evaluation weights (φ for the Reptile family), at the start of training and every `every_n_steps`
     optimizer steps.
@@ -26,17 +23,9 @@ class L2Drift(Callback):
     """
 
     def __init__(self, every_n_steps: int = 100, filename: str = "drift.csv") -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
-        self.every_n_steps = every_n_steps
-        self.csv = StepCsv(filename, ["step", "l2"])
+        super().__init__(every_n_steps, filename, ["step", "l2"])
         self.reference: dict[str, torch.Tensor] = {}
         self.last_value: float | None = None
-        self._last_step = -1
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            self.csv.setup(trainer)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -59,20 +48,6 @@ class L2Drift(Callback):
                     f"the model's {tuple(params[name].shape)}"
                 )
         self.reference = {name: value.to(params[name].device) for name, value in reference.items()}
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        step = trainer.global_step
-        if self.csv.resume(step) and step > 0:
-            self._last_step = step
-            return
-        self._measure_and_log(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        step = trainer.global_step
-        if trainer.is_global_zero and step % self.every_n_steps == 0 and step != self._last_step:
-            self._measure_and_log(trainer, pl_module)
 
     @torch.no_grad()
     def distance(self, pl_module: pl.LightningModule) -> float:

@@ -15,12 +15,11 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from callbacks.alignment import StepCsv
+from callbacks.periodic import PeriodicMeasurement
 from lightning_modules.models.mlm_probe import (
     MaskedBatch,
     MLMHead,
@@ -41,7 +40,7 @@ PROBE_NOTE = (
 PRETRAINED_NOTE = "masked-LM loss through the backbone's pretrained MLM head, held fixed"
 
 
-class MaskedLMLoss(Callback):
+class MaskedLMLoss(PeriodicMeasurement):
     """Masked-LM loss of the current encoder on fixed, masked held-out text of every language, at the start of
     training and every `every_n_steps` optimizer steps, at the algorithm's evaluation weights (φ for the
     Reptile family), in eval mode, without gradients, with the RNG forked: training is unchanged by it.
@@ -104,8 +103,8 @@ class MaskedLMLoss(Callback):
         cache_dir: str = ".cache/mlm_probe",
         filename: str = "mlm.csv",
     ) -> None:
+        super().__init__(every_n_steps, filename, MLM_HEADER)
         for name, value in (
-            ("every_n_steps", every_n_steps),
             ("texts_per_language", texts_per_language),
             ("batch_size", batch_size),
         ):
@@ -121,7 +120,6 @@ class MaskedLMLoss(Callback):
             raise ValueError("MaskedLMLoss: `languages` selects CC-100 files; give `cc100_dir` too")
         if cc100_dir is not None and not Path(cc100_dir).expanduser().is_dir():
             raise FileNotFoundError(f"MaskedLMLoss: cc100_dir {cc100_dir} is not a directory")
-        self.every_n_steps = every_n_steps
         self.texts_per_language = texts_per_language
         self.max_length = max_length
         self.batch_size = batch_size
@@ -135,7 +133,6 @@ class MaskedLMLoss(Callback):
             texts_per_language=probe_texts_per_language, epochs=probe_epochs, lr=probe_lr, seed=seed
         )
         self.cache_dir = Path(cache_dir).expanduser()
-        self.csv = StepCsv(filename, MLM_HEADER)
         self.batches: dict[str, list[MaskedBatch]] = {}
         self.groups: dict[str, str] = {}  # language -> "seen" | "unseen"
         self.head: MLMHead | None = None
@@ -143,12 +140,8 @@ class MaskedLMLoss(Callback):
         self.id_to_row: torch.Tensor | None = None
         self.last_losses: dict[str, float] = {}
         self._tokens: dict[str, int] = {}
-        self._last_step = -1
 
     # ------------------------------------------------------------------------------------------ lifecycle
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            self.csv.setup(trainer)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -170,20 +163,6 @@ class MaskedLMLoss(Callback):
         self.head, self.head_info = self.build_head(pl_module, encoder, tokenizer, fitting)
         self.head.to(pl_module.device)
         self._write_head_info(trainer)
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        step = trainer.global_step
-        if self.csv.resume(step) and step > 0:
-            self._last_step = step  # measured before the checkpoint was written
-            return
-        self._measure_and_log(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        step = trainer.global_step
-        if trainer.is_global_zero and step % self.every_n_steps == 0 and step != self._last_step:
-            self._measure_and_log(trainer, pl_module)
 
     # --------------------------------------------------------------------------------------------- pieces
     @staticmethod

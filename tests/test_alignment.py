@@ -12,7 +12,8 @@ import pytest
 import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
-from callbacks.alignment import GradientAlignment, StepCsv, cosine_matrix, render_heatmap
+from callbacks.alignment import GradientAlignment, cosine_matrix, render_heatmap
+from callbacks.periodic import StepCsv
 from datamodules.multitask import MultiTaskDataModule
 from datamodules.synthetic import SyntheticTaskDataModule
 from datamodules.task import TaskDataModule

@@ -1,0 +1,85 @@
+"""The shared schedule of the analysis callbacks (alignment, masked-LM loss, drift): measure on rank 0 at the start
+of training and every `every_n_steps` optimizer steps, log at `trainer.global_step`, append rows to a CSV in the
+run directory, and resume without duplicating or losing a measurement."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+
+
+class PeriodicMeasurement(Callback):
+    """Subclasses implement `_measure_and_log(trainer, pl_module)`. On resume, the CSV keeps its rows up to the
+    resumed step, and a step measured before the checkpoint was written is not measured again."""
+
+    def __init__(self, every_n_steps: int, filename: str, header: list[str]) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"{type(self).__name__}: every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.csv = StepCsv(filename, header)
+        self._last_step = -1
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.csv.setup(trainer)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        step = trainer.global_step
+        if self.csv.resume(step) and step > 0:
+            self._last_step = step  # measured before the checkpoint was written
+            return
+        self._measure_and_log(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        step = trainer.global_step
+        if trainer.is_global_zero and step % self.every_n_steps == 0 and step != self._last_step:
+            self._measure_and_log(trainer, pl_module)
+
+    def _measure_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        raise NotImplementedError
+
+
+class StepCsv:
+    """A CSV in the logger's directory, written by rank 0, whose rows start with the global step."""
+
+    def __init__(self, filename: str, header: list[str]) -> None:
+        self.filename = filename
+        self.header = header
+        self.path: Path | None = None
+
+    def setup(self, trainer: pl.Trainer) -> None:
+        log_dir = trainer.log_dir  # a collective under DDP: called on every rank
+        self.path = Path(log_dir or trainer.default_root_dir) / self.filename if trainer.is_global_zero else None
+
+    def resume(self, step: int) -> bool:
+        """Keep rows up to `step` (drop those a crashed run wrote after its checkpoint); True if the file had a
+        row at `step`. Starts a fresh file at step 0."""
+        if self.path is None:
+            return False
+        rows: list[list[str]] = []
+        if step > 0 and self.path.exists():
+            with open(self.path, newline="") as f:
+                reader = csv.reader(f)
+                next(reader, None)
+                rows = [r for r in reader if r and int(r[0]) <= step]
+        os.makedirs(self.path.parent, exist_ok=True)
+        with open(self.path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(self.header)
+            writer.writerows(rows)
+        return any(int(r[0]) == step for r in rows)
+
+    def append(self, rows: list[list[Any]]) -> None:
+        if self.path is None:
+            return
+        if not self.path.exists():
+            self.resume(0)
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerows(rows)
