@@ -556,7 +556,7 @@ class PseudoTask(ClusterTask):
     """One pseudo-task as an entry of MultiTaskDataModule's `tasks` list in YAML (the CLI's data section).
 
     List all k clusters (`cluster: 0 ... k-1`) with the same source and settings (a YAML anchor and merge key
-    keep that short; see the README). Each entry clusters through the cache, so the encoding runs once (in the
+    keep that short; see docs/benchmarks.md). Each entry clusters through the cache, so the encoding runs once (in the
     first entry's prepare_data) and the others read the assignment. Cluster 0 carries the source's evaluation.
     The arguments are those of `PseudoTaskSplit` (`cluster_seed` is its `seed`, `embed_device` its `device`).
     """

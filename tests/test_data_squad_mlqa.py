@@ -4,6 +4,7 @@ default hub source of MLQA, file-format errors; a few steps of the Table 3 and T
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -17,6 +18,7 @@ from tests.schema_fixtures import (
     SQUAD_VALIDATION,
     build_tokenizer,
     check_paper_hyperparameters,
+    check_pseudo_tasks,
     table_configs,
     table_run_args,
     tiny_bert_config,
@@ -110,11 +112,21 @@ def test_mlqa_tasks_are_scored_with_their_language(tokenizer: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("config", "data"), [("tydiqa_mtl", "_data_tydiqa.yaml"), ("squad_sequential_reptile", "_data_squad.yaml")]
+    ("config", "data"),
+    [
+        ("tydiqa_mtl", "_data_tydiqa.yaml"),
+        ("squad_sequential_reptile", "_data_squad.yaml"),
+        ("squad_swep", "_data_squad.yaml"),
+    ],
 )
 def test_table3_and_table4_configs_train_a_few_steps_offline(config: str, data: str, tmp_path: Path) -> None:
     cli = run_cli(table_run_args("mlqa", config, tmp_path, data_yaml=data, steps=4), tmp_path / "logs")
     metrics = cli.trainer.callback_metrics
+    if config.startswith("squad_"):  # Table 4: the four SQuAD pseudo-tasks
+        tasks = [f"squad_c{c}" for c in range(4)]
+        assert cli.datamodule.task_names == tasks
+        assert f"val/{tasks[0]}/f1" in metrics and all(f"val/{t}/f1" not in metrics for t in tasks[1:])
+        assert float(metrics["val/avg/f1"]) == float(metrics[f"val/{tasks[0]}/f1"])  # SQuAD dev, once
     zero_shot = cli.datamodule.zero_shot_task_names
     expected = ["de", "es", "hi", "vi", "zh"] if config.startswith("tydiqa") else ["ar", "de", "es", "hi", "vi", "zh"]
     assert zero_shot == [f"mlqa_{lang}" for lang in expected]
@@ -133,9 +145,18 @@ def test_table3_and_table4_configs_have_every_method_with_the_paper_hyperparamet
         assert all(mapping[f"mlqa_{lang}"] == lang for lang in zero_shot), name
         if name.startswith("tydiqa_"):
             assert len(data["tasks"]) == 9 and zero_shot == ["de", "es", "hi", "vi", "zh"], name
-        else:
-            assert [t["class_path"] for t in data["tasks"]] == ["datamodules.squad_mlqa.SquadTask"], name
-            assert zero_shot == ["ar", "de", "es", "hi", "vi", "zh"], name
+            continue
+        assert zero_shot == ["ar", "de", "es", "hi", "vi", "zh"], name
+        squad = {"class_path": "datamodules.squad_mlqa.SquadTask", "init_args": ANY}
+        if name == "squad_stl":  # plain English fine-tuning, for reference
+            assert data["tasks"] == [squad], name
+        else:  # Table 4: the same SQuAD source, clusters 0-3 of k = 4, embedded by mBERT, PCA 50
+            check_pseudo_tasks(data["tasks"], squad, name)
+    algorithms = {name: c["model"]["algorithm"] for name, c in configs.items()}
+    assert algorithms["squad_swep"] == {
+        "class_path": "lightning_modules.algorithms.swep.SWEP",
+        "init_args": {"tasks_per_step": 4, "q": 0.0, "beta": 1.0, "noise_dropout": 0.0},
+    }
 
 
 def test_mlqa_default_source_is_loaded_as_parquet_files(tokenizer: str, monkeypatch: pytest.MonkeyPatch) -> None:

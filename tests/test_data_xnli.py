@@ -4,6 +4,7 @@ rows; the shared 3-way classifier on these batches; a few steps of the Table 5 c
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from tests.schema_fixtures import (
     XNLI_SCHEMA,
     build_tokenizer,
     check_paper_hyperparameters,
+    check_pseudo_tasks,
     table_configs,
     table_run_args,
     tiny_bert_config,
@@ -86,11 +88,15 @@ def test_the_shared_classifier_trains_on_nli_batches(tokenizer: str, tmp_path: P
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["mtl", "sequential_reptile"])
-def test_table5_configs_train_a_few_steps_offline(method: str, tmp_path: Path) -> None:
-    cli = run_cli(table_run_args("xnli", method, tmp_path, steps=4), tmp_path / "logs")
+@pytest.mark.parametrize(
+    ("method", "data"), [("mtl", "_data.yaml"), ("sequential_reptile", "_data.yaml"), ("stl", "_data_stl.yaml")]
+)
+def test_table5_configs_train_a_few_steps_offline(method: str, data: str, tmp_path: Path) -> None:
+    cli = run_cli(table_run_args("xnli", method, tmp_path, data_yaml=data, steps=4), tmp_path / "logs")
     metrics = cli.trainer.callback_metrics
-    assert cli.datamodule.task_names == ["mnli"]
+    tasks = ["mnli"] if method == "stl" else [f"mnli_c{c}" for c in range(4)]  # the four MNLI pseudo-tasks
+    assert cli.datamodule.task_names == tasks
+    assert float(metrics["val/avg/accuracy"]) == float(metrics[f"val/{tasks[0]}/accuracy"])  # MNLI-m, once
     assert len(cli.datamodule.zero_shot_task_names) == 14
     assert all(f"val/{t}/accuracy" in metrics for t in cli.datamodule.zero_shot_task_names)
     assert "val/zero_shot_avg/accuracy" in metrics and "val/avg/accuracy" in metrics
@@ -101,8 +107,16 @@ def test_table5_configs_have_every_method_with_the_paper_hyperparameters() -> No
     check_paper_hyperparameters(configs, batch_size=32)
     for name, config in configs.items():
         data = config["data"]
-        assert [t["class_path"] for t in data["tasks"]] == ["datamodules.xnli.MNLITask"], name
+        mnli = {"class_path": "datamodules.xnli.MNLITask", "init_args": ANY}
+        if name == "stl":  # plain English fine-tuning, for reference
+            assert data["tasks"] == [mnli], name
+        else:  # Table 5: the same MNLI source, clusters 0-3 of k = 4, embedded by mBERT, PCA 50
+            check_pseudo_tasks(data["tasks"], mnli, name)
         languages = [t["init_args"]["language"] for t in data["zero_shot_tasks"]]
         assert languages == [lang for lang in XNLI_LANGUAGES if lang != "en"], name
         model = config["model"]["model"]["init_args"]
         assert (model["num_labels"], model["head"]) == (3, "shared"), name
+    assert configs["swep"]["model"]["algorithm"] == {
+        "class_path": "lightning_modules.algorithms.swep.SWEP",
+        "init_args": {"tasks_per_step": 4, "q": 0.0, "beta": 1.0, "noise_dropout": 0.0},
+    }
