@@ -18,8 +18,9 @@ Writes into `--out`:
   fig5a_mlm_seen.png    masked-LM loss on held-out text of seen languages (`mlm/seen`), Fig. 5a / 6a
   fig5b_mlm_unseen.png  ... of unseen languages (`mlm/unseen`), Fig. 5b / 6b
   fig5c_l2_drift.png    l2 distance from the pretrained weights (`drift/l2`), Fig. 5c / 6c
-Each figure: the curve over optimizer steps (mean over seeds, band ± 1 std) and a bar per method at the last
-measurement (the finetuned model, as the paper's bars). Series come from the event files, else from the CSVs the
+Each figure: the curve over training batches (optimizer steps × the MTL family's tasks per step, so that methods
+are compared at equal data; mean over seeds, band ± 1 std) and a bar per method at the last measurement (the
+finetuned model, as the paper's bars). Series come from the event files, else from the CSVs the
 callbacks write (alignment.csv, mlm.csv, drift.csv). Runs whose masked-LM head was a probe head (backbone without
 an MLM head, `mlm_head.json`) are marked so on the figures and in the table's notes.
 
@@ -97,6 +98,7 @@ class Run:
     backbone: str | None = None
     experiment: str = ""
     pseudo_sources: list[str] = field(default_factory=list)  # sources split into pseudo-tasks (Tables 4-5)
+    batches_per_step: int = 1  # task batches per optimizer step: the MTL family's tasks_per_step, else 1
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -217,6 +219,8 @@ def load_run(run_dir: Path) -> Run:
     run.pseudo_sources = _pseudo_sources(data.get("tasks"))
     run.experiment = paper_tables.experiment_of(run_dir)
     run.backbone = model.get("backbone")
+    algorithm = ((config.get("model") or {}).get("algorithm") or {}).get("init_args") or {}
+    run.batches_per_step = int(algorithm.get("tasks_per_step") or 1)
     if (run_dir / "mlm_head.json").is_file():
         run.mlm_head = json.loads((run_dir / "mlm_head.json").read_text())
     if not run.seen:  # no config: the languages the scalars name, all counted as seen
@@ -372,9 +376,9 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     import matplotlib.pyplot as plt
 
     by_method: dict[str, list[list[tuple[int, float]]]] = defaultdict(list)
-    for run in runs:
+    for run in runs:  # x: task batches trained on, so that a step of m batches (the MTL family) counts m times
         if run.scalars.get(tag):
-            by_method[run.method].append(sorted(run.scalars[tag]))
+            by_method[run.method].append(sorted((s * run.batches_per_step, v) for s, v in run.scalars[tag]))
     if not by_method:
         return False
     methods = sorted(by_method, key=method_key)
@@ -390,7 +394,7 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
         curves.fill_between(steps, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
                             color=color, alpha=0.2, linewidth=0)  # fmt: skip
         finals.append(mean_std([s[-1][1] for s in by_method[method]]))
-    curves.set_xlabel("optimizer step")
+    curves.set_xlabel("training batches (optimizer steps × tasks per step)")
     curves.set_ylabel(ylabel)
     curves.legend(fontsize=7)
     curves.grid(alpha=0.3)

@@ -123,3 +123,26 @@ def test_main_writes_the_table_and_the_four_figures(logs: Path, tmp_path: Path) 
     assert steps == [0, 20] and means == [0.0, 2.5] and stds == pytest.approx([0.0, statistics.stdev([2.0, 3.0])])
     with pytest.raises(FileNotFoundError, match="no runs"):
         report.find_runs([tmp_path / "report"])
+
+
+def test_curves_are_drawn_over_training_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MTL step of 2 task batches counts 2 batches; a Sequential Reptile step 1."""
+    mtl = write_run(tmp_path / "mtl" / "version_0", 0, {"drift/l2": [(0, 0.0), (150, 3.0)]})
+    config = yaml.safe_load((mtl / "config.yaml").read_text())
+    config["model"]["algorithm"] = {
+        "class_path": "lightning_modules.algorithms.mtl.MTL",
+        "init_args": {"tasks_per_step": 2},
+    }
+    (mtl / "config.yaml").write_text(yaml.safe_dump(config))
+    sr = write_run(tmp_path / "sequential_reptile" / "version_0", 0, {"drift/l2": [(0, 0.0), (300, 2.0)]})
+    runs = [report.load_run(mtl), report.load_run(sr)]
+    assert [r.batches_per_step for r in runs] == [2, 1]
+    import matplotlib.axes
+
+    drawn = []
+    original = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "plot", lambda ax, x, y, **kw: drawn.append(list(x)) or original(ax, x, y, **kw)
+    )
+    assert report.plot_figure(runs, "drift/l2", tmp_path / "drift.png", "drift", "l2")
+    assert drawn == [[0, 300], [0, 300]]
