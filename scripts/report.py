@@ -385,6 +385,9 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     names = display_names(methods)
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # The bars: each run at the last point every run has reached (its end, when all runs trained on as many batches),
+    # so that methods are compared at equal data even if some runs were measured less far.
+    common = min(series[-1][0] for runs_of in by_method.values() for series in runs_of)
     finals = []
     for i, method in enumerate(methods):
         color = colors[i % len(colors)]
@@ -393,7 +396,7 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
         curves.plot(steps, means, color=color, label=label, marker="." if len(steps) < 30 else None)
         curves.fill_between(steps, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
                             color=color, alpha=0.2, linewidth=0)  # fmt: skip
-        finals.append(mean_std([s[-1][1] for s in by_method[method]]))
+        finals.append(mean_std([[v for x, v in series if x <= common][-1] for series in by_method[method]]))
     curves.set_xlabel("training batches (optimizer steps × tasks per step)")
     curves.set_ylabel(ylabel)
     curves.legend(fontsize=7)
@@ -401,7 +404,9 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     x = range(len(methods))
     bars.bar(x, [m for m, _ in finals], yerr=[s for _, s in finals], color=colors[: len(methods)], capsize=3)
     bars.set_xticks(list(x), [names[m] for m in methods], rotation=30, ha="right", fontsize=8)
-    bars.set_title("at the last measurement", fontsize=9)
+    ends = {series[-1][0] for runs_of in by_method.values() for series in runs_of}
+    where = "at the last measurement" if len(ends) == 1 else f"at {common} batches (the last point of every run)"
+    bars.set_title(where, fontsize=9)
     starts = [s[0][1] for series in by_method.values() for s in series if s and s[0][0] == 0]
     if starts and tag != "drift/l2":  # the pretrained model's value (step 0), the reference for forgetting
         start = sum(starts) / len(starts)

@@ -146,3 +146,28 @@ def test_curves_are_drawn_over_training_batches(tmp_path: Path, monkeypatch: pyt
     )
     assert report.plot_figure(runs, "drift/l2", tmp_path / "drift.png", "drift", "l2")
     assert drawn == [[0, 300], [0, 300]]
+
+
+def test_bars_compare_the_methods_at_the_last_point_every_run_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MTL measured up to 200 batches (step 100 of 2 batches), Sequential Reptile up to 300: both bars at 200."""
+    mtl = write_run(tmp_path / "mtl" / "version_0", 0, {"mlm/seen": [(0, 7.0), (100, 9.5)]})
+    config = yaml.safe_load((mtl / "config.yaml").read_text())
+    config["model"]["algorithm"] = {"init_args": {"tasks_per_step": 2}}
+    (mtl / "config.yaml").write_text(yaml.safe_dump(config))
+    sr = write_run(tmp_path / "sequential_reptile" / "version_0", 0, {"mlm/seen": [(0, 7.0), (200, 9.0), (300, 9.2)]})
+    import matplotlib.axes
+
+    heights, titles = [], []
+    original_bar, original_title = matplotlib.axes.Axes.bar, matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "bar", lambda ax, x, h, **kw: heights.append(list(h)) or original_bar(ax, x, h, **kw)
+    )
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_title", lambda ax, t, **kw: titles.append(t) or original_title(ax, t, **kw)
+    )
+    assert report.plot_figure(
+        [report.load_run(mtl), report.load_run(sr)], "mlm/seen", tmp_path / "m.png", "mlm", "loss"
+    )
+    assert heights == [[9.5, 9.0]] and titles == ["at 200 batches (the last point of every run)"]
