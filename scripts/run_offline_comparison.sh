@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The offline comparison (issue 3): every method of configs/offline, one fit + one test per seed, then the report.
 #   bash scripts/run_offline_comparison.sh            # seeds 0 1 2, all methods, one run at a time
-#   JOBS=2 bash scripts/run_offline_comparison.sh     # two runs at once, one thread each (2 CPU cores: ~2x throughput)
+#   JOBS=2 bash scripts/run_offline_comparison.sh     # two runs at once, one thread each (2 cores: ~1.25x throughput)
 #   SEEDS="0" METHODS="mtl sequential_reptile" bash scripts/run_offline_comparison.sh
 # Runs land in $ROOT/seed<S>/offline/<method>/version_0; a run whose test finished is skipped, so the script can
 # be stopped and started again. Jobs go seed by seed (every method of seed 0 first), so a stopped comparison has
@@ -43,8 +43,9 @@ done
 if [[ "$JOBS" == 1 ]]; then
   for job in "${jobs[@]}"; do run_one $job; done
 else
-  # Each run gets one thread: on 2 cores two single-threaded runs train ~2x faster in all than one run on two
-  # threads (measured: 1.4 s per task batch for each of two runs vs 1.35 s for one run with two threads).
+  # Each run gets nproc / JOBS threads. Measured on 2 cores: one two-threaded run takes ~12.3 min (fit + test), two
+  # single-threaded runs side by side ~19.5 min each (9.9 min per run): the training steps gain nothing, the
+  # single-threaded parts (start-up, evaluation, checkpoints) overlap.
   threads=$(($(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1))
   printf '%s\n' "${jobs[@]}" | OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads \
     xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1" > "$ROOT/run-seed$0-$1.log" 2>&1 && echo "== $1 seed $0 ok" || { echo "== $1 seed $0 FAILED (see $ROOT/run-seed$0-$1.log)"; exit 255; }'
