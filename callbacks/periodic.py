@@ -1,6 +1,7 @@
 """The shared schedule of the analysis callbacks (alignment, masked-LM loss, drift): measure on rank 0 at the start
-of training and every `every_n_steps` optimizer steps, log at `trainer.global_step`, append rows to a CSV in the
-run directory, and resume without duplicating or losing a measurement."""
+of training, every `every_n_steps` optimizer steps and at the run's last step (so the finetuned model is always
+measured, whatever the interval), log at `trainer.global_step`, append rows to a CSV in the run directory, and
+resume without duplicating or losing a measurement."""
 
 from __future__ import annotations
 
@@ -23,12 +24,15 @@ class PeriodicMeasurement(Callback):
         self.every_n_steps = every_n_steps
         self.csv = StepCsv(filename, header)
         self._last_step = -1
+        self._final_step: int | None = None  # the run's planned last optimizer step (max_steps / max_epochs)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             self.csv.setup(trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        planned = trainer.estimated_stepping_batches  # min(max_steps, epochs x batches); inf for endless runs
+        self._final_step = int(planned) if planned != float("inf") else None
         if not trainer.is_global_zero:
             return
         step = trainer.global_step
@@ -39,7 +43,8 @@ class PeriodicMeasurement(Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         step = trainer.global_step
-        if trainer.is_global_zero and step % self.every_n_steps == 0 and step != self._last_step:
+        due = step % self.every_n_steps == 0 or step == self._final_step
+        if trainer.is_global_zero and due and step != self._last_step:
             self._measure_and_log(trainer, pl_module)
 
     def _measure_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -57,6 +57,20 @@ def test_mtl_drift_matches_hand_computed_sgd_steps(tmp_path: Path) -> None:
     )
 
 
+def test_the_last_step_is_measured_whatever_the_interval(tmp_path: Path) -> None:
+    """5 steps, every 2: steps 0, 2, 4 and the finetuned model at step 5 (its drift: five hand-computed steps)."""
+    module = MultiTaskModule(SyntheticLandscape(), MTL(tasks_per_step=3))
+    recorder, callback = RecordingLogger(), L2Drift(every_n_steps=2)
+    fit(module, landscape_data(), 5, tmp_path, [callback], recorder, lr=2.0)
+    logged = {step: m["drift/l2"] for step, m in recorder.records if "drift/l2" in m}
+    assert sorted(logged) == [0, 2, 4, 5]
+    point = (20.0, 5.0)
+    for _ in range(5):
+        point = sgd_step(point, 2.0)
+    assert logged[5] == pytest.approx(math.hypot(point[0] - 20, point[1] - 5), rel=1e-6)
+    assert [int(r["step"]) for r in csv.DictReader(open(callback.csv.path))] == [0, 2, 4, 5]
+
+
 def test_reptile_drift_is_measured_at_phi_not_at_the_inner_weights(tmp_path: Path) -> None:
     module = MultiTaskModule(SyntheticLandscape(), SequentialReptile(inner_steps=3, outer_lr=0.5))
     points: dict[tuple[int, str], tuple[float, float]] = {}
