@@ -20,7 +20,8 @@ Writes into `--out`:
   fig5c_l2_drift.png    l2 distance from the pretrained weights (`drift/l2`), Fig. 5c / 6c
 Each figure: the curve over training batches (optimizer steps × the MTL family's tasks per step, so that methods
 are compared at equal data; mean over seeds, band ± 1 std) and a bar per method at the last measurement (the
-finetuned model, as the paper's bars). Series come from the event files, else from the CSVs the
+finetuned model, as the paper's bars), or, where runs were measured to different points, at the last point every
+run reached (named in the panel's title). Series come from the event files, else from the CSVs the
 callbacks write (alignment.csv, mlm.csv, drift.csv). Runs whose masked-LM head was a probe head (backbone without
 an MLM head, `mlm_head.json`) are marked so on the figures and in the table's notes.
 
