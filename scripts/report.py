@@ -388,7 +388,8 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     # The bars: each run at the last point every run has reached (its end, when all runs trained on as many batches),
     # so that methods are compared at equal data even if some runs were measured less far.
-    common = min(series[-1][0] for runs_of in by_method.values() for series in runs_of)
+    ends = {series[-1][0] for runs_of in by_method.values() for series in runs_of}
+    common = min(ends)
     finals = []
     for i, method in enumerate(methods):
         color = colors[i % len(colors)]
@@ -405,7 +406,6 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     x = range(len(methods))
     bars.bar(x, [m for m, _ in finals], yerr=[s for _, s in finals], color=colors[: len(methods)], capsize=3)
     bars.set_xticks(list(x), [names[m] for m in methods], rotation=30, ha="right", fontsize=8)
-    ends = {series[-1][0] for runs_of in by_method.values() for series in runs_of}
     where = "at the last measurement" if len(ends) == 1 else f"at {common} batches (the last point of every run)"
     bars.set_title(where, fontsize=9)
     starts = [s[0][1] for series in by_method.values() for s in series if s and s[0][0] == 0]

