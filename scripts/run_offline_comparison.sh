@@ -27,7 +27,8 @@ run_one() {  # explicit `|| return`: set -e does not apply inside a function cal
   "$PY" train.py fit --config "configs/offline/$method.yaml" --seed_everything "$seed" \
     --trainer.default_root_dir "$ROOT/seed$seed" --trainer.enable_progress_bar false || return
   local best
-  best=$(ls -t "$run"/checkpoints/best-*.ckpt | head -n 1) || return
+  best=$(ls -t "$run"/checkpoints/best-*.ckpt 2>/dev/null | head -n 1)
+  [[ -n "$best" ]] || { echo "no best-*.ckpt in $run/checkpoints" >&2; return 1; }
   "$PY" train.py test --config "$run/config.yaml" --ckpt_path "$best" --trainer.enable_progress_bar false || return
   touch "$run/test.done"
   [[ "$KEEP_CHECKPOINTS" == 0 ]] && rm -f "$run"/checkpoints/*.ckpt
@@ -48,6 +49,7 @@ else
   # single-threaded parts (start-up, evaluation, checkpoints) overlap.
   threads=$(($(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1))
   printf '%s\n' "${jobs[@]}" | OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads \
-    xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1" > "$ROOT/run-seed$0-$1.log" 2>&1 && echo "== $1 seed $0 ok" || { echo "== $1 seed $0 FAILED (see $ROOT/run-seed$0-$1.log)"; exit 255; }'
+    xargs -P "$JOBS" -L 1 bash -c '[[ -f "$ROOT/seed$0/offline/$1/version_0/test.done" ]] && exit 0
+      run_one "$0" "$1" > "$ROOT/run-seed$0-$1.log" 2>&1 && echo "== $1 seed $0 ok" || { echo "== $1 seed $0 FAILED (see $ROOT/run-seed$0-$1.log)"; exit 255; }'
 fi
 "$PY" scripts/report.py "$ROOT" --out "$OUT"
