@@ -13,7 +13,9 @@ Writes into `--out`:
   table.md              a row per method, a column per language (training languages, then zero-shot ones),
                         then the average over all languages, over the seen and over the zero-shot ones; test
                         scores where every run has them (`train.py test`), else validation scores at each run's
-                        best validation average (`--select last`: at its last validation).
+                        best validation average (`--select last`: at its last validation); then the
+                        analyses below as numbers (each method's bar, mean ± std over seeds, and the step-0 value),
+                        taken at the end of training, not at the best-validation checkpoint.
   fig4_alignment.png    average pairwise cosine of task gradients (`align/cos_mean`), paper Fig. 4
   fig5a_mlm_seen.png    masked-LM loss on held-out text of seen languages (`mlm/seen`), Fig. 5a / 6a
   fig5b_mlm_unseen.png  ... of unseen languages (`mlm/unseen`), Fig. 5b / 6b
@@ -368,6 +370,35 @@ def aggregate(series: Iterable[list[tuple[int, float]]]) -> tuple[list[int], lis
     return steps, [m for m, _ in stats], [sd for _, sd in stats]
 
 
+def series_by_method(runs: Sequence[Run], tag: str) -> dict[str, list[list[tuple[int, float]]]]:
+    """method -> one series per run, x in task batches trained on (a step of m batches, the MTL family, counts m
+    times), so that methods are compared at equal data."""
+    by_method: dict[str, list[list[tuple[int, float]]]] = defaultdict(list)
+    for run in runs:
+        if run.scalars.get(tag):
+            by_method[run.method].append(sorted((s * run.batches_per_step, v) for s, v in run.scalars[tag]))
+    return dict(by_method)
+
+
+@dataclass
+class EndPoint:
+    """Each method's values at the last point every run reached (its end, when all runs trained on as many
+    batches), and the step-0 value (the pretrained model) averaged over runs."""
+
+    batches: int
+    same_end: bool  # every run was last measured at `batches`
+    values: dict[str, list[float]]  # method -> one value per run
+    start: float | None
+
+
+def end_point(by_method: Mapping[str, list[list[tuple[int, float]]]]) -> EndPoint:
+    ends = {series[-1][0] for runs_of in by_method.values() for series in runs_of}
+    common = min(ends)
+    values = {m: [[v for x, v in series if x <= common][-1] for series in runs_of] for m, runs_of in by_method.items()}
+    starts = [s[0][1] for runs_of in by_method.values() for s in runs_of if s and s[0][0] == 0]
+    return EndPoint(common, len(ends) == 1, values, sum(starts) / len(starts) if starts else None)
+
+
 def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: str) -> bool:
     """Curves (mean ± std over seeds) and final-value bars (from zero, with the step-0 value dashed) per method;
     False if no run logged `tag`."""
@@ -376,21 +407,14 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_method: dict[str, list[list[tuple[int, float]]]] = defaultdict(list)
-    for run in runs:  # x: task batches trained on, so that a step of m batches (the MTL family) counts m times
-        if run.scalars.get(tag):
-            by_method[run.method].append(sorted((s * run.batches_per_step, v) for s, v in run.scalars[tag]))
+    by_method = series_by_method(runs, tag)
     if not by_method:
         return False
     methods = sorted(by_method, key=method_key)
     names = display_names(methods)
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    # The bars: each run at the last point every run has reached (its end, when all runs trained on as many batches),
-    # so that methods are compared at equal data even if some runs were measured less far.
-    ends = {series[-1][0] for runs_of in by_method.values() for series in runs_of}
-    common = min(ends)
-    finals = []
+    end = end_point(by_method)
     for i, method in enumerate(methods):
         color = colors[i % len(colors)]
         steps, means, stds = aggregate(by_method[method])
@@ -398,7 +422,7 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
         curves.plot(steps, means, color=color, label=label, marker="." if len(steps) < 30 else None)
         curves.fill_between(steps, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
                             color=color, alpha=0.2, linewidth=0)  # fmt: skip
-        finals.append(mean_std([[v for x, v in series if x <= common][-1] for series in by_method[method]]))
+    finals = [mean_std(end.values[m]) for m in methods]
     curves.set_xlabel("training batches (optimizer steps × tasks per step)")
     curves.set_ylabel(ylabel)
     curves.legend(fontsize=7)
@@ -406,12 +430,9 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     x = range(len(methods))
     bars.bar(x, [m for m, _ in finals], yerr=[s for _, s in finals], color=colors[: len(methods)], capsize=3)
     bars.set_xticks(list(x), [names[m] for m in methods], rotation=30, ha="right", fontsize=8)
-    where = "at the last measurement" if len(ends) == 1 else f"at {common} batches (the last point of every run)"
-    bars.set_title(where, fontsize=9)
-    starts = [s[0][1] for series in by_method.values() for s in series if s and s[0][0] == 0]
-    if starts and tag != "drift/l2":  # the pretrained model's value (step 0), the reference for forgetting
-        start = sum(starts) / len(starts)
-        bars.axhline(start, color="black", linestyle="--", linewidth=1, label="step 0 (pretrained)")
+    bars.set_title(_where(end), fontsize=9)
+    if end.start is not None and tag != "drift/l2":  # the pretrained model's value, the reference for forgetting
+        bars.axhline(end.start, color="black", linestyle="--", linewidth=1, label="step 0 (pretrained)")
         bars.legend(fontsize=7, loc="lower right")
     suptitle = title
     if tag.startswith("mlm/") and any(r.mlm_head.get("head") == "probe" for r in runs if r.method in by_method):
@@ -422,6 +443,40 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def _where(end: EndPoint) -> str:
+    return "at the last measurement" if end.same_end else f"at {end.batches} batches (the last point of every run)"
+
+
+def analysis_table(runs: Sequence[Run]) -> str:
+    """The figures' bars as numbers: a row per method, a column per analysis (Fig. 4, 5a-c), mean ± std over
+    seeds at each figure's end point, and the pretrained model's value (step 0); "" if no run logged any."""
+    ends = {tag: end_point(bm) for tag in FIGURES if (bm := series_by_method(runs, tag))}
+    if not ends:
+        return ""
+    methods = sorted({m for e in ends.values() for m in e.values}, key=method_key)
+    names = display_names(methods)
+    header = ["Method", "runs", *(FIGURES[t][1] for t in ends)]
+    lines = ["analyses at the end of training, mean ± std over seeds (the figures' bars)", ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for method in methods:
+        n = max(len(e.values.get(method, [])) for e in ends.values())
+        row = [names[method], str(n)]
+        for e in ends.values():
+            values = e.values.get(method)
+            if not values:
+                row.append("–")
+                continue
+            mean, std = mean_std(values)
+            row.append(f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("| step 0 (pretrained) | | " + " | ".join("–" if e.start is None else f"{e.start:.3f}"
+                                                           for e in ends.values()) + " |")  # fmt: skip
+    lines.append("")
+    lines += [f"- {FIGURES[t][1]}: {_where(e)}." for t, e in ends.items()]
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------------------- paper tables
@@ -497,7 +552,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = report_tables(runs, args.metric, args.split, args.select, args.scale, args.paper)
     except ValueError as err:
         print(f"table: {err}", file=sys.stderr)
-    else:
+        table = ""
+    analyses = analysis_table(runs)
+    if analyses:
+        table = f"{table}\n{analyses}" if table else analyses
+    if table:
         (out / "table.md").write_text(table)
         print(table)
     for tag, (filename, title, ylabel) in FIGURES.items():

@@ -122,7 +122,9 @@ def test_test_scores_are_used_when_every_run_has_them(tmp_path: Path) -> None:
 def test_main_writes_the_table_and_the_four_figures(logs: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     assert report.main([str(logs), "--out", str(out)]) == 0
-    assert (out / "table.md").read_text().count("\n| ") == 3  # header + 2 methods (the rule starts with "|-")
+    scores, analyses = (out / "table.md").read_text().split("analyses at the end of training")
+    assert scores.count("\n| ") == 3  # header + 2 methods (the rule starts with "|-")
+    assert analyses.count("\n| ") == 4  # header + 2 methods + the step-0 row
     for name in ("fig4_alignment.png", "fig5a_mlm_seen.png", "fig5b_mlm_unseen.png", "fig5c_l2_drift.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     steps, means, stds = report.aggregate([[(0, 0.0), (20, 2.0)], [(0, 0.0), (20, 3.0)]])
@@ -168,3 +170,32 @@ def test_bars_compare_the_methods_at_the_last_point_every_run_reached(
         [report.load_run(mtl), report.load_run(sr)], "mlm/seen", tmp_path / "m.png", "mlm", "loss"
     )
     assert heights == [[9.5, 9.0]] and titles == ["at 200 batches (the last point of every run)"]
+
+
+def test_analysis_table_gives_the_bars_as_numbers(logs: Path, tmp_path: Path) -> None:
+    """MTL's two seeds end at drift 2.0 and 3.0 (mean 2.5, std 0.707), Sequential Reptile's one at 1.0 (its CSV);
+    the masked-LM loss of the pretrained model (step 0) is the mean over the three runs' first points."""
+    runs = [report.load_run(d) for d in report.find_runs([logs])]
+    text = report.analysis_table(runs)
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()]
+    rows = {row[0]: row[1:] for row in cells if len(row) > 1}
+    assert rows["Method"][1:] == [
+        "Task-gradient cosine (mean over pairs)",
+        "Masked-LM loss, seen languages",
+        "Masked-LM loss, unseen languages",
+        "l2 distance from the pretrained weights",
+    ]
+    assert rows["MTL"] == ["2", "0.150 ± 0.071", "4.500 ± 0.707", "5.000 ± 0.707", "2.500 ± 0.707"]
+    assert rows["Seq. Reptile"] == ["1", "0.450", "3.300", "3.600", "1.000"]
+    seen_start = (3.0 + 3.0 + (3.0 + 3.2) / 2) / 3
+    assert rows["step 0 (pretrained)"] == ["", "0.500", f"{seen_start:.3f}", "3.467", "0.000"]
+    assert "at the last measurement" in text
+    out = tmp_path / "report"
+    report.main([str(logs), "--out", str(out)])
+    assert text in (out / "table.md").read_text()
+    assert (
+        report.analysis_table(
+            [report.load_run(write_run(tmp_path / "x" / "version_0", 0, val((1, 1), (1, 1), (1, 1))))]
+        )
+        == ""
+    )
