@@ -52,6 +52,14 @@ class MultiTaskCLI(LightningCLI):
             }
         )
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        # validate/test print MultiTaskModule's compact table (lightning_modules/eval_summary.py) instead of
+        # Lightning's, which repeats every score once per evaluation dataloader; `--verbose true` brings it back.
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in ("validate", "test"):
+            parser.set_defaults(verbose=False)
+        return parser
+
     def before_instantiate_classes(self) -> None:
         if self.subcommand not in (None, "fit"):
             self.save_config_callback = None  # validate/test must not overwrite the training run's config.yaml

@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from lightning_modules.algorithms.base import Algorithm
+from lightning_modules.eval_summary import format_results
 from lightning_modules.models.base import TaskModel
 
 StepListener = Callable[["MultiTaskModule", str, list[str]], None]
@@ -164,6 +165,9 @@ class MultiTaskModule(pl.LightningModule):
                 values[f"{split}/{group}/{metric}"] = sum(vals) / len(vals)
         for key, value in values.items():
             self.log(key, value, add_dataloader_idx=False, sync_dist=False)
+        if self._trainer is not None and self.trainer.is_global_zero and self.trainer.state.fn in ("validate", "test"):
+            zero_shot = [t for t in self.eval_task_names if t not in self.task_names]
+            print(format_results(values, split, self.task_names, zero_shot))
 
     # ----------------------------------------------------------- checkpointing
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
