@@ -430,10 +430,14 @@ def plot_figure(runs: Sequence[Run], tag: str, path: Path, title: str, ylabel: s
     x = range(len(methods))
     bars.bar(x, [m for m, _ in finals], yerr=[s for _, s in finals], color=colors[: len(methods)], capsize=3)
     bars.set_xticks(list(x), [names[m] for m in methods], rotation=30, ha="right", fontsize=8)
-    bars.set_title(_where(end), fontsize=9)
     if end.start is not None and tag != "drift/l2":  # the pretrained model's value, the reference for forgetting
         bars.axhline(end.start, color="black", linestyle="--", linewidth=1, label="step 0 (pretrained)")
         bars.legend(fontsize=7, loc="lower right")
+    if tag.startswith("mlm/") and end.start is not None:  # forgetting is the rise above the pretrained loss
+        low = min([end.start] + [m - s for m, s in finals])
+        high = max([end.start] + [m + s for m, s in finals])
+        bars.set_ylim(bottom=low - 0.15 * (high - low or 1.0))
+    bars.set_title(_where(end) + ("\n(axis not from 0)" if tag.startswith("mlm/") else ""), fontsize=9)
     suptitle = title
     if tag.startswith("mlm/") and any(r.mlm_head.get("head") == "probe" for r in runs if r.method in by_method):
         suptitle += "\n" + PROBE_CAPTION

@@ -169,7 +169,7 @@ def test_bars_compare_the_methods_at_the_last_point_every_run_reached(
     assert report.plot_figure(
         [report.load_run(mtl), report.load_run(sr)], "mlm/seen", tmp_path / "m.png", "mlm", "loss"
     )
-    assert heights == [[9.5, 9.0]] and titles == ["at 200 batches (the last point of every run)"]
+    assert heights == [[9.5, 9.0]] and titles == ["at 200 batches (the last point of every run)\n(axis not from 0)"]
 
 
 def test_analysis_table_gives_the_bars_as_numbers(logs: Path, tmp_path: Path) -> None:
