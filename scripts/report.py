@@ -27,6 +27,9 @@ run reached (named in the panel's title). Series come from the event files, else
 callbacks write (alignment.csv, mlm.csv, drift.csv). Runs whose masked-LM head was a probe head (backbone without
 an MLM head, `mlm_head.json`) are marked so on the figures and in the table's notes.
 
+`--metric accuracy,macro_f1` writes a table per metric; `--versus sequential_reptile` adds, under each table,
+every method's difference to that method on the averages with Welch's t-test p-value over seeds.
+
 The paper's numbers (`--paper`, default auto): runs of the paper's benchmarks, `logs/<experiment>/<method>/
 version_N` with experiment tydiqa (Table 1), wikiann (2), mlqa with tydiqa_* configs (3) or squad_* configs (4),
 xnli (5), glue (9), get one section per table in table.md: our table for each of the paper's metrics (F1 and EM
@@ -358,6 +361,39 @@ def notes(runs: Sequence[Run]) -> list[str]:
     return out
 
 
+def versus_table(summary: Summary, reference: str, columns: Sequence[str] = ("avg", "seen", "zero-shot")) -> str:
+    """Every method's mean minus the reference method's, per average column, with the two-sided p-value of
+    Welch's t-test over seeds (from the means, standard deviations and run counts): whether a gap is larger than
+    the seed-to-seed spread. With 3 seeds a test has little power: a large p is "not shown", not "no difference"."""
+    from scipy import stats
+
+    if reference not in summary:
+        raise ValueError(f"--versus {reference}: no such method among the runs ({', '.join(sorted(summary))})")
+    names = display_names(summary)
+    lines = [f"difference to {names[reference]} (Δ = method − {names[reference]}, Welch's t-test p over seeds)", ""]
+    lines.append("| Method | " + " | ".join(f"Δ {c}" for c in columns) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * len(columns)) + "|")
+    ref = summary[reference]
+    for method in sorted(summary, key=method_key):
+        if method == reference:
+            continue
+        row = [names[method]]
+        for c in columns:
+            if c not in summary[method] or c not in ref:
+                row.append("–")
+                continue
+            (m1, s1, n1), (m2, s2, n2) = summary[method][c], ref[c]
+            cell = f"{m1 - m2:+.1f}"
+            if n1 > 1 and n2 > 1 and (s1 > 0 or s2 > 0):
+                p_value = stats.ttest_ind_from_stats(m1, s1, n1, m2, s2, n2, equal_var=False).pvalue
+                cell += f" (p {p_value:.2f})"
+            else:
+                cell += " (n < 2)"
+            row.append(cell)
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------------------------- figures
 def aggregate(series: Iterable[list[tuple[int, float]]]) -> tuple[list[int], list[float], list[float]]:
     """Steps, means and stds over runs at every step some run measured."""
@@ -500,11 +536,12 @@ def group_runs(runs: Sequence[Run], paper: str = "auto") -> list[tuple[paper_tab
 
 
 def report_tables(runs: Sequence[Run], metric: str | None = None, split: str = "auto", select: str = "best",
-                  scale: float | None = None, paper: str = "auto") -> str:  # fmt: skip
-    """table.md: our table(s), and per paper table its published numbers and ours − paper."""
+                  scale: float | None = None, paper: str = "auto", versus: str | None = None) -> str:  # fmt: skip
+    """table.md: our table(s), and per paper table its published numbers and ours − paper; with `versus`, each
+    table's averages against that method (versus_table)."""
     sections = []
     for table, group in group_runs(runs, paper):
-        metrics = [metric] if metric else list(table.metrics if table else ["accuracy"])
+        metrics = metric.split(",") if metric else list(table.metrics if table else ["accuracy"])
         parts = [f"## Table {table.number}: {table.title}\n"] if table else []
         for m in metrics:
             try:
@@ -518,6 +555,8 @@ def report_tables(runs: Sequence[Run], metric: str | None = None, split: str = "
                 print(f"table{f' {table.number}' if table else ''}: {err}", file=sys.stderr)
                 continue
             parts.append(text)
+            if versus:
+                parts.append(versus_table(summary, versus))
             if table and m in table.metrics:
                 parts.append(paper_tables.comparison(table, m, summary, display_names(summary)))
         if parts and (not table or len(parts) > 1):
@@ -532,14 +571,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("logs", nargs="+", help="run directories or directories above them")
     parser.add_argument("--out", default="reports", help="output directory (table.md and the figures)")
-    parser.add_argument("--metric", default=None, help="metric of the table (val/<task>/<metric>); default: the paper "
-                        "table's (QA: f1 and exact_match, NER: f1, XNLI/GLUE: accuracy), else accuracy")  # fmt: skip
+    parser.add_argument("--metric", default=None, help="metrics of the table, comma-separated (val/<task>/<metric>); "
+                        "default: the paper table's (QA: f1 and exact_match, NER: f1, XNLI/GLUE: accuracy), else "
+                        "accuracy")  # fmt: skip
     parser.add_argument("--split", choices=["auto", "test", "val"], default="auto")
     parser.add_argument("--select", choices=["best", "last"], default="best", help="which validation (split val)")
     parser.add_argument("--scale", type=float, default=None,
                         help="multiply scores (default 100, 1 for loss and for QA, logged in percent)")  # fmt: skip
     parser.add_argument("--paper", default="auto", help="compare with the paper: auto (by log path), none, or one of "
                         + ", ".join(paper_tables.TABLES))  # fmt: skip
+    parser.add_argument("--versus", default=None, metavar="METHOD",
+                        help="add each method's difference to METHOD (config name, e.g. sequential_reptile) on the "
+                        "averages, with Welch's t-test p over seeds")  # fmt: skip
     args = parser.parse_args(argv)
 
     if args.paper not in ("auto", "none"):
@@ -548,12 +591,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
     runs = [load_run(d) for d in find_runs(args.logs)]
+    if args.versus and args.versus not in {r.method for r in runs}:
+        parser.error(
+            f"--versus {args.versus}: no such method among the runs ({', '.join(sorted({r.method for r in runs}))})"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{len(runs)} runs: " + ", ".join(f"{m} ×{sum(r.method == m for r in runs)}"
                                            for m in sorted({r.method for r in runs}, key=method_key)))  # fmt: skip
     try:
-        table = report_tables(runs, args.metric, args.split, args.select, args.scale, args.paper)
+        table = report_tables(runs, args.metric, args.split, args.select, args.scale, args.paper, args.versus)
     except ValueError as err:
         print(f"table: {err}", file=sys.stderr)
         table = ""

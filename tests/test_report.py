@@ -199,3 +199,51 @@ def test_analysis_table_gives_the_bars_as_numbers(logs: Path, tmp_path: Path) ->
         )
         == ""
     )
+
+
+def test_versus_table_gives_differences_and_welch_p_values() -> None:
+    """The p-value from the summary's means and stds equals Welch's test on the raw per-seed scores."""
+    from scipy import stats
+
+    raw = {"mtl": [50.0, 54.0, 58.0], "pcgrad": [55.0, 56.0, 60.0], "sequential_reptile": [57.0, 58.0, 59.0]}
+    summary = {m: {"avg": (*report.mean_std(v), 3)} for m, v in raw.items()}
+    summary["recadam"] = {"avg": (40.0, 0.0, 1)}
+    text = report.versus_table(summary, "sequential_reptile", columns=("avg", "seen"))
+    rows = {
+        r[0]: r[1:]
+        for r in ([c.strip() for c in line.strip("|").split("|")] for line in text.splitlines())
+        if len(r) > 1
+    }
+    assert rows["Method"] == ["Δ avg", "Δ seen"] and "Seq. Reptile" not in rows
+    p_mtl = stats.ttest_ind(raw["mtl"], raw["sequential_reptile"], equal_var=False).pvalue
+    assert rows["MTL"] == [f"-4.0 (p {p_mtl:.2f})", "–"]
+    assert rows["PCGrad"][0].startswith("-1.0 (p ")
+    assert rows["RecAdam"][0] == "-18.0 (n < 2)"
+    with pytest.raises(ValueError, match="no such method"):
+        report.versus_table(summary, "gradnorm")
+
+
+def test_main_writes_a_table_per_metric_and_the_versus_section(tmp_path: Path) -> None:
+    runs = tmp_path / "logs"
+    scores_of = {
+        ("mtl", 0): (0.5, 0.4, 0.3),
+        ("mtl", 1): (0.6, 0.5, 0.3),
+        ("sequential_reptile", 0): (0.7, 0.6, 0.4),
+        ("sequential_reptile", 1): (0.8, 0.6, 0.5),
+    }
+    for (method, seed), values in scores_of.items():
+        scores = {
+            f"test/{t}/{m}": [(5, v * (1 if m == "accuracy" else 0.5))]
+            for t, v in zip(("en", "ar", "es"), values)
+            for m in ("accuracy", "macro_f1")
+        }
+        write_run(runs / method / f"version_{seed}", seed, scores)
+    out = tmp_path / "report"
+    report.main([str(runs), "--out", str(out), "--metric", "accuracy,macro_f1", "--versus", "sequential_reptile"])
+    text = (out / "table.md").read_text()
+    assert text.index("accuracy (test)") < text.index("macro_f1 (test)")
+    assert text.count("difference to Seq. Reptile") == 2
+    # accuracy: MTL averages 40.0, 46.7 (seen 45, 55), Seq. Reptile 56.7, 63.3 (seen 65, 70): Δ avg -16.7, seen -17.5
+    assert "| MTL | -16.7 (p " in text and " | -17.5 (p " in text
+    with pytest.raises(SystemExit):
+        report.main([str(runs), "--out", str(out), "--versus", "gradnorm"])
