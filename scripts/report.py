@@ -361,7 +361,9 @@ def notes(runs: Sequence[Run]) -> list[str]:
     return out
 
 
-def versus_table(summary: Summary, reference: str, columns: Sequence[str] = ("avg", "seen", "zero-shot")) -> str:
+def versus_table(
+    summary: Summary, reference: str, columns: Sequence[str] = ("avg", "seen", "zero-shot"), digits: int = 1
+) -> str:
     """Every method's mean minus the reference method's, per average column, with the two-sided p-value of
     Welch's t-test over seeds (from the means, standard deviations and run counts): whether a gap is larger than
     the seed-to-seed spread. With 3 seeds a test has little power: a large p is "not shown", not "no difference"."""
@@ -383,10 +385,10 @@ def versus_table(summary: Summary, reference: str, columns: Sequence[str] = ("av
                 row.append("–")
                 continue
             (m1, s1, n1), (m2, s2, n2) = summary[method][c], ref[c]
-            cell = f"{m1 - m2:+.1f}"
+            cell = f"{m1 - m2:+.{digits}f}"
             if n1 > 1 and n2 > 1 and (s1 > 0 or s2 > 0):
                 p_value = stats.ttest_ind_from_stats(m1, s1, n1, m2, s2, n2, equal_var=False).pvalue
-                cell += f" (p {p_value:.2f})"
+                cell += " (p < 0.01)" if p_value < 0.01 else f" (p {p_value:.2f})"
             else:
                 cell += " (n < 2)"
             row.append(cell)
@@ -489,9 +491,10 @@ def _where(end: EndPoint) -> str:
     return "at the last measurement" if end.same_end else f"at {end.batches} batches (the last point of every run)"
 
 
-def analysis_table(runs: Sequence[Run]) -> str:
+def analysis_table(runs: Sequence[Run], versus: str | None = None) -> str:
     """The figures' bars as numbers: a row per method, a column per analysis (Fig. 4, 5a-c), mean ± std over
-    seeds at each figure's end point, and the pretrained model's value (step 0); "" if no run logged any."""
+    seeds at each figure's end point, and the pretrained model's value (step 0); with `versus`, each method's
+    difference to that method (versus_table); "" if no run logged any analysis."""
     ends = {tag: end_point(bm) for tag in FIGURES if (bm := series_by_method(runs, tag))}
     if not ends:
         return ""
@@ -516,7 +519,14 @@ def analysis_table(runs: Sequence[Run]) -> str:
                                                            for e in ends.values()) + " |")  # fmt: skip
     lines.append("")
     lines += [f"- {FIGURES[t][1]}: {_where(e)}." for t, e in ends.items()]
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if versus and any(versus in e.values for e in ends.values()):
+        summary: Summary = defaultdict(dict)
+        for tag, e in ends.items():
+            for method, values in e.values.items():
+                summary[method][FIGURES[tag][1]] = (*mean_std(values), len(values))
+        text += "\n" + versus_table(dict(summary), versus, [FIGURES[t][1] for t in ends], digits=3)
+    return text
 
 
 # ----------------------------------------------------------------------------------------- paper tables
@@ -604,7 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"table: {err}", file=sys.stderr)
         table = ""
-    analyses = analysis_table(runs)
+    analyses = analysis_table(runs, args.versus)
     if analyses:
         table = f"{table}\n{analyses}" if table else analyses
     if table:

@@ -52,4 +52,4 @@ else
     xargs -P "$JOBS" -L 1 bash -c '[[ -f "$ROOT/seed$0/offline/$1/version_0/test.done" ]] && exit 0
       run_one "$0" "$1" > "$ROOT/run-seed$0-$1.log" 2>&1 && echo "== $1 seed $0 ok" || { echo "== $1 seed $0 FAILED (see $ROOT/run-seed$0-$1.log)"; exit 255; }'
 fi
-"$PY" scripts/report.py "$ROOT" --out "$OUT"
+"$PY" scripts/report.py "$ROOT" --out "$OUT" --metric accuracy,macro_f1 --versus sequential_reptile

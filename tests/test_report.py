@@ -247,3 +247,13 @@ def test_main_writes_a_table_per_metric_and_the_versus_section(tmp_path: Path) -
     assert "| MTL | -16.7 (p " in text and " | -17.5 (p " in text
     with pytest.raises(SystemExit):
         report.main([str(runs), "--out", str(out), "--versus", "gradnorm"])
+
+
+def test_analysis_differences_to_a_method(logs: Path) -> None:
+    """MTL's drift 2.0 and 3.0 against Seq. Reptile's single run at 1.0: +1.5, no test with one run."""
+    runs = [report.load_run(d) for d in report.find_runs([logs])]
+    text = report.analysis_table(runs, versus="sequential_reptile")
+    versus = text.split("difference to Seq. Reptile")[1]
+    mtl = next(line for line in versus.splitlines() if line.startswith("| MTL |"))
+    assert mtl.endswith("| +1.500 (n < 2) |")
+    assert "difference to" not in report.analysis_table(runs)
