@@ -167,7 +167,9 @@ class MultiTaskModule(pl.LightningModule):
             self.log(key, value, add_dataloader_idx=False, sync_dist=False)
         if self._trainer is not None and self.trainer.is_global_zero and self.trainer.state.fn in ("validate", "test"):
             zero_shot = [t for t in self.eval_task_names if t not in self.task_names]
-            print(format_results(values, split, self.task_names, zero_shot))
+            table = format_results(values, split, self.task_names, zero_shot)
+            if table:
+                print(table)
 
     # ----------------------------------------------------------- checkpointing
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
