@@ -165,7 +165,7 @@ class MultiTaskModule(pl.LightningModule):
                 values[f"{split}/{group}/{metric}"] = sum(vals) / len(vals)
         for key, value in values.items():
             self.log(key, value, add_dataloader_idx=False, sync_dist=False)
-        if self._trainer is not None and self.trainer.is_global_zero and self.trainer.state.fn in ("validate", "test"):
+        if self.trainer.is_global_zero and self.trainer.state.fn in ("validate", "test"):
             zero_shot = [t for t in self.eval_task_names if t not in self.task_names]
             table = format_results(values, split, self.task_names, zero_shot)
             if table:

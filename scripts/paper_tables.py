@@ -242,7 +242,8 @@ def differences(table: PaperTable, metric: str, summary: Summary) -> dict[str, d
     return out
 
 
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Lines of a Markdown table: the first column left-aligned, the others right-aligned (numbers)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
@@ -261,7 +262,7 @@ def comparison(table: PaperTable, metric: str, summary: Summary, names: Mapping[
     header = ["Method", *table.columns]
     paper_rows = [[label[m], *(f"{cells[c][table.metrics.index(metric)]:.{_decimals(table)}f}" for c in table.columns)]
                   for m, cells in table.rows.items()]  # fmt: skip
-    lines += _markdown(header, paper_rows)
+    lines += markdown_table(header, paper_rows)
     diffs = differences(table, metric, summary)
     lines += ["", f"Ours − paper, Table {table.number}, {unit} (our mean over seeds; – where either is missing):", ""]
     if not diffs:
@@ -272,7 +273,7 @@ def comparison(table: PaperTable, metric: str, summary: Summary, names: Mapping[
         rows = [[names.get(m, label.get(table.base_method(m), m)),
                  *(f"{diffs[m][c]:+.{_decimals(table)}f}" if c in diffs[m] else "–" for c in table.columns)]
                 for m in methods]  # fmt: skip
-        lines += _markdown(header, rows)
+        lines += markdown_table(header, rows)
         missing = sorted(set(summary) - set(diffs))
         if missing:
             lines.append("")

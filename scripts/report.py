@@ -324,20 +324,7 @@ def build_table(
     where = "test" if split == "test" else f"validation ({'best validation average' if select == 'best' else 'last'})"
     other = "".join(f", {t}: {m}" for t, m in (task_metrics or {}).items() if t in columns)
     lines = [f"{metric}{other} ({where}), mean ± std over seeds" + (" ×100" if scale == 100 else ""), ""]
-    header = ["Method", "runs", *columns]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-    names = display_names(summary)
-    for method in sorted(summary, key=method_key):
-        n = max(v[2] for v in summary[method].values())
-        row = [names[method], str(n)]
-        for c in columns:
-            if c in summary[method]:
-                mean, std, k = summary[method][c]
-                row.append(f"{mean:.1f} ± {std:.1f}" if k > 1 else f"{mean:.1f}")
-            else:
-                row.append("–")
-        lines.append("| " + " | ".join(row) + " |")
+    lines += paper_tables.markdown_table(["Method", "runs", *columns], summary_rows(summary, columns, digits=1))
     lines.append("")
     lines.append(f"Seen (trained on): {', '.join(seen) or 'none'}. Zero-shot: {', '.join(zero_shot) or 'none'}.")
     lines += [f"- {note}" for note in notes(runs)]
@@ -361,6 +348,23 @@ def notes(runs: Sequence[Run]) -> list[str]:
     return out
 
 
+def summary_rows(summary: Summary, columns: Sequence[str], digits: int) -> list[list[str]]:
+    """A row per method (the paper's order): its name, its number of runs, then "mean ± std" per column ("mean"
+    for one run, "–" for none)."""
+    names = display_names(summary)
+    rows = []
+    for method in sorted(summary, key=method_key):
+        row = [names[method], str(max(v[2] for v in summary[method].values()))]
+        for c in columns:
+            if c not in summary[method]:
+                row.append("–")
+                continue
+            mean, std, n = summary[method][c]
+            row.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}")
+        rows.append(row)
+    return rows
+
+
 def versus_table(
     summary: Summary, reference: str, columns: Sequence[str] = ("avg", "seen", "zero-shot"), digits: int = 1
 ) -> str:
@@ -372,10 +376,8 @@ def versus_table(
     if reference not in summary:
         raise ValueError(f"--versus {reference}: no such method among the runs ({', '.join(sorted(summary))})")
     names = display_names(summary)
-    lines = [f"difference to {names[reference]} (Δ = method − {names[reference]}, Welch's t-test p over seeds)", ""]
-    lines.append("| Method | " + " | ".join(f"Δ {c}" for c in columns) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * len(columns)) + "|")
     ref = summary[reference]
+    rows = []
     for method in sorted(summary, key=method_key):
         if method == reference:
             continue
@@ -392,8 +394,9 @@ def versus_table(
             else:
                 cell += " (n < 2)"
             row.append(cell)
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(row)
+    title = f"difference to {names[reference]} (Δ = method − {names[reference]}, Welch's t-test p over seeds)"
+    return "\n".join([title, "", *paper_tables.markdown_table(["Method", *(f"Δ {c}" for c in columns)], rows)]) + "\n"
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -495,37 +498,22 @@ def analysis_table(runs: Sequence[Run], versus: str | None = None) -> str:
     """The figures' bars as numbers: a row per method, a column per analysis (Fig. 4, 5a-c), mean ± std over
     seeds at each figure's end point, and the pretrained model's value (step 0); with `versus`, each method's
     difference to that method (versus_table); "" if no run logged any analysis."""
-    ends = {tag: end_point(bm) for tag in FIGURES if (bm := series_by_method(runs, tag))}
+    ends = {FIGURES[tag][1]: end_point(bm) for tag in FIGURES if (bm := series_by_method(runs, tag))}
     if not ends:
         return ""
-    methods = sorted({m for e in ends.values() for m in e.values}, key=method_key)
-    names = display_names(methods)
-    header = ["Method", "runs", *(FIGURES[t][1] for t in ends)]
+    summary: Summary = defaultdict(dict)
+    for column, end in ends.items():
+        for method, values in end.values.items():
+            summary[method][column] = (*mean_std(values), len(values))
+    rows = summary_rows(summary, list(ends), digits=3)
+    rows.append(["step 0 (pretrained)", "", *("–" if e.start is None else f"{e.start:.3f}" for e in ends.values())])
     lines = ["analyses at the end of training, mean ± std over seeds (the figures' bars)", ""]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-    for method in methods:
-        n = max(len(e.values.get(method, [])) for e in ends.values())
-        row = [names[method], str(n)]
-        for e in ends.values():
-            values = e.values.get(method)
-            if not values:
-                row.append("–")
-                continue
-            mean, std = mean_std(values)
-            row.append(f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}")
-        lines.append("| " + " | ".join(row) + " |")
-    lines.append("| step 0 (pretrained) | | " + " | ".join("–" if e.start is None else f"{e.start:.3f}"
-                                                           for e in ends.values()) + " |")  # fmt: skip
+    lines += paper_tables.markdown_table(["Method", "runs", *ends], rows)
     lines.append("")
-    lines += [f"- {FIGURES[t][1]}: {_where(e)}." for t, e in ends.items()]
+    lines += [f"- {column}: {_where(e)}." for column, e in ends.items()]
     text = "\n".join(lines) + "\n"
-    if versus and any(versus in e.values for e in ends.values()):
-        summary: Summary = defaultdict(dict)
-        for tag, e in ends.items():
-            for method, values in e.values.items():
-                summary[method][FIGURES[tag][1]] = (*mean_std(values), len(values))
-        text += "\n" + versus_table(dict(summary), versus, [FIGURES[t][1] for t in ends], digits=3)
+    if versus and versus in summary:
+        text += "\n" + versus_table(dict(summary), versus, list(ends), digits=3)
     return text
 
 
