@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lightning_modules.lifecycle.atomic import atomic_writer  # noqa: E402
+
 BOUNDS = (-10.0, 25.0, -10.0, 20.0)  # x_min, x_max, y_min, y_max: the optima, (20, 5) and Appendix F inits
 
 
@@ -61,5 +63,6 @@ def save_trajectory_png(csv_path: str | Path, png_path: str | Path, optima: dict
     fig, ax = plt.subplots(figsize=(5, 4.5))
     draw_trajectory(ax, read_trajectory(csv_path), optima, title)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
+    with atomic_writer(png_path, "wb") as f:
+        fig.savefig(f, dpi=120, format="png")
     plt.close(fig)

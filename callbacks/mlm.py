@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from callbacks.periodic import PeriodicMeasurement
+from lightning_modules.lifecycle.atomic import atomic_write_text
 from lightning_modules.models.mlm_probe import (
     MaskedBatch,
     MLMHead,
@@ -330,7 +331,7 @@ class MaskedLMLoss(PeriodicMeasurement):
         info["vocabulary"] = "trimmed" if self.id_to_row is not None else "full"
         if self.csv.path is not None:
             self.csv.path.parent.mkdir(parents=True, exist_ok=True)
-            (self.csv.path.parent / "mlm_head.json").write_text(json.dumps(info, indent=1))
+            atomic_write_text(self.csv.path.parent / "mlm_head.json", json.dumps(info, indent=1))
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_text("mlm/head", info["note"], global_step=trainer.global_step)

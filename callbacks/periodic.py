@@ -6,12 +6,14 @@ resume without duplicating or losing a measurement."""
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+
+from lightning_modules.lifecycle.atomic import atomic_write_text
 
 
 class PeriodicMeasurement(Callback):
@@ -64,8 +66,9 @@ class StepCsv:
         self.path = Path(log_dir or trainer.default_root_dir) / self.filename if trainer.is_global_zero else None
 
     def resume(self, step: int) -> bool:
-        """Keep rows up to `step` (drop those a crashed run wrote after its checkpoint); True if the file had a
-        row at `step`. Starts a fresh file at step 0."""
+        """Keep rows up to `step` (drop those a killed run wrote after its checkpoint, and a last row it cut
+        short); True if the file had a row at `step`. Starts a fresh file at step 0. The file is replaced
+        atomically, so a kill during the rewrite leaves the old history."""
         if self.path is None:
             return False
         rows: list[list[str]] = []
@@ -73,12 +76,12 @@ class StepCsv:
             with open(self.path, newline="") as f:
                 reader = csv.reader(f)
                 next(reader, None)
-                rows = [r for r in reader if r and int(r[0]) <= step]
-        os.makedirs(self.path.parent, exist_ok=True)
-        with open(self.path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(self.header)
-            writer.writerows(rows)
+                rows = [r for r in reader if len(r) == len(self.header) and r[0].isdigit() and int(r[0]) <= step]
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(self.header)
+        writer.writerows(rows)
+        atomic_write_text(self.path, text.getvalue())
         return any(int(r[0]) == step for r in rows)
 
     def append(self, rows: list[list[Any]]) -> None:
@@ -86,5 +89,7 @@ class StepCsv:
             return
         if not self.path.exists():
             self.resume(0)
+        text = io.StringIO()
+        csv.writer(text).writerows(rows)
         with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerows(rows)
+            f.write(text.getvalue())  # one write: a kill cuts at most this call's rows, which resume() drops

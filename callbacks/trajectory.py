@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
 from callbacks.landscape_plot import save_trajectory_png
+from lightning_modules.lifecycle.atomic import atomic_write_text
 
 HEADER = ["step", "phase", "task", "x", "y"]
 REPTILE_FAMILY = ("Reptile", "SequentialReptile")
@@ -63,8 +64,10 @@ class TrajectoryRecorder(Callback):
         else:
             task = "+".join(tasks)
         x, y = module.model.point()
+        line = io.StringIO()
+        csv.writer(line).writerow([module.global_step, phase, task, repr(x), repr(y)])
         with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([module.global_step, phase, task, repr(x), repr(y)])
+            f.write(line.getvalue())  # one write: a kill cuts at most this row, which a resume drops
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.path is None or not self.plot:
@@ -75,13 +78,16 @@ class TrajectoryRecorder(Callback):
 
 
 def _read(path: Path) -> list[dict[str, str]]:
+    """The complete rows (a row a killed run cut short is dropped)."""
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    return [r for r in rows if None not in r.values() and None not in r and r["step"].isdigit() and r["y"]]
 
 
 def _write(path: Path, rows: list[dict[str, Any]]) -> None:
-    os.makedirs(path.parent, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=HEADER)
-        writer.writeheader()
-        writer.writerows(rows)
+    """Replaced atomically: a kill during a resume's rewrite leaves the old history."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=HEADER)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())

@@ -1,3 +1,3 @@
-from lightning_modules.multitask import MultiTaskModule, NonFiniteLossError
+from lightning_modules.multitask import MultiTaskModule, NonFiniteLossError, NonFiniteParametersError
 
-__all__ = ["MultiTaskModule", "NonFiniteLossError"]
+__all__ = ["MultiTaskModule", "NonFiniteLossError", "NonFiniteParametersError"]

@@ -1,41 +1,77 @@
-"""The LightningCLI behind train.py: defaults, the forced checkpoint callback, compatibility checks."""
+"""The LightningCLI behind train.py: defaults, the forced checkpoint callback and the run lifecycle checks.
+
+Before anything is instantiated or written, a command is checked against the run it continues: the checkpoint
+file is verified, its recorded settings are compared with the command's, and an untrained evaluation needs to
+be asked for. The run directory is then locked for the command's duration."""
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
-from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+import yaml
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
 from datamodules.multitask import MultiTaskDataModule
+from lightning_modules.lifecycle import (
+    AtomicCheckpointIO,
+    FinalStepCheckpoint,
+    PreemptionCheckpoint,
+    RunLock,
+    StoppedBySignal,
+    read_checkpoint,
+)
+from lightning_modules.lifecycle.atomic import atomic_write_text
+from lightning_modules.lifecycle.config_files import check_config_files
+from lightning_modules.lifecycle.run_config import (
+    DEFINING_KEYS,
+    EVALUATION_KEYS,
+    defining_config,
+    differences,
+    format_differences,
+)
+from lightning_modules.lifecycle.run_dir import best_checkpoint, default_logger, is_run_logger
 from lightning_modules.multitask import MultiTaskModule, check_checkpoint_compatible
 
+__all__ = ["FinalStepCheckpoint", "MultiTaskCLI"]
 
-class FinalStepCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose last.ckpt holds the final step. Lightning 2.6 writes last.ckpt at the end of
-    training only if nothing was saved during the run, so a run stopped by max_steps between two
-    every_n_train_steps saves would otherwise resume from the earlier save and redo those steps."""
+CHANGES_FILE = "config_changes.yaml"
+LIGHTNING_CKPT_KEYWORDS = ("last", "hpc", "registry")
 
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.save_last and not trainer.fast_dev_run and self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-        else:
-            super().on_train_end(trainer, pl_module)
+
+class AtomicSaveConfigCallback(SaveConfigCallback):
+    """Writes the run's config.yaml through a temporary file, so a kill never leaves it half-written."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        log_dir = trainer.log_dir  # a collective under DDP: every rank calls it
+        if trainer.is_global_zero and log_dir is not None:
+            text = self.parser.dump(self.config, skip_none=False, format="yaml")
+            atomic_write_text(Path(log_dir) / self.config_filename, text)
+        self.already_saved = trainer.strategy.broadcast(True)
 
 
 class MultiTaskCLI(LightningCLI):
     """`python train.py fit|validate|test --config ...`; see the README for the commands."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("seed_everything_default", 42)
+        kwargs.setdefault("save_config_callback", AtomicSaveConfigCallback)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        self.preemption: PreemptionCheckpoint | None = None
+        self._checkpoint: dict[str, Any] | None = None
+        self._changes: list[tuple[str, Any, Any]] = []
         super().__init__(MultiTaskModule, MultiTaskDataModule, **kwargs)
 
+    # ------------------------------------------------------------------ parsing
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(FinalStepCheckpoint, "checkpoint")
         parser.add_optimizer_args((Optimizer,))  # as LightningCLI would, but so its default can be set
@@ -43,7 +79,7 @@ class MultiTaskCLI(LightningCLI):
             {
                 "checkpoint.save_last": True,
                 "checkpoint.every_n_train_steps": 100,
-                # DESIGN fact 6: the data module shards each task by rank itself (same task on every rank).
+                # The data module shards each task by rank itself (the same task on every rank).
                 "trainer.use_distributed_sampler": False,
                 # jsonargparse carries a default's init args over to any optimizer class a config names later
                 # (SGD would get AdamW's weight_decay=0.01), so the default holds only values that are harmless
@@ -53,91 +89,165 @@ class MultiTaskCLI(LightningCLI):
         )
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
-        # validate/test print MultiTaskModule's compact table (lightning_modules/eval_summary.py) instead of
-        # Lightning's, which repeats every score once per evaluation dataloader; `--verbose true` brings it back.
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        parser.add_argument(
+            "--allow_changed_config",
+            type=bool,
+            default=False,
+            help="With --ckpt_path: continue although settings that define the run (model, algorithm, optimizer, "
+            "data, seed, precision) differ from the checkpoint's; the new values are used and the change is "
+            f"recorded in <run>/{CHANGES_FILE}. Without it such a command is refused.",
+        )
         if subcommand in ("validate", "test"):
+            # One compact table (lightning_modules/eval_summary.py) instead of Lightning's, which repeats every
+            # score once per evaluation dataloader; `--verbose true` brings it back.
             parser.set_defaults(verbose=False)
+            parser.add_argument(
+                "--untrained",
+                type=bool,
+                default=False,
+                help="Evaluate the model as constructed (pretrained backbone, untrained heads) when no --ckpt_path "
+                "is given; without it such a command is refused.",
+            )
         return parser
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        problem = check_config_files(sys.argv[1:] if args is None else args)
+        if problem:
+            parser.error(problem)
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI would replace the command's model section with the checkpoint's hyperparameters, so a
+        resume would silently train what the checkpoint was rather than what the command says. The command's
+        configuration is kept, and compared with the checkpoint's in before_instantiate_classes."""
+
+    # --------------------------------------------------------- before any work
     def before_instantiate_classes(self) -> None:
-        if self.subcommand not in (None, "fit"):
+        if self.subcommand is None:
+            return
+        config = self.config[self.subcommand]
+        allow_changes = bool(config.get("allow_changed_config"))
+        config["allow_changed_config"] = False  # never recorded: a later resume from config.yaml must ask again
+        if self.subcommand != "fit":
             self.save_config_callback = None  # validate/test must not overwrite the training run's config.yaml
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        if self.subcommand in ("validate", "test") and config.get("ckpt_path") == "best":
-            config["ckpt_path"] = best_checkpoint(config.get("config"))
-        logger, ckpt_path = config["trainer"].get("logger"), config.get("ckpt_path")
+        if self.subcommand == "fit":
+            check_training_length(config["trainer"])
+        ckpt_path = config.get("ckpt_path")
+        if self.subcommand in ("validate", "test"):
+            if ckpt_path == "best":
+                ckpt_path = config["ckpt_path"] = best_checkpoint(config.get("config"))
+            if ckpt_path is None and not config.get("untrained"):
+                raise ValueError(
+                    f"`{self.subcommand}` without --ckpt_path would score the untrained model (pretrained "
+                    "backbone, random heads). Give --ckpt_path <run>/checkpoints/<file>.ckpt (or `best` with "
+                    "--config <run>/config.yaml), or --untrained true to score the untrained model on purpose"
+                )
+        if ckpt_path in LIGHTNING_CKPT_KEYWORDS:
+            raise ValueError(
+                f"--ckpt_path {ckpt_path} is not supported here (Lightning would look for it in a new run directory "
+                "and could start from scratch without a word); give the file: <run>/checkpoints/last.ckpt"
+            )
+        if ckpt_path is not None:
+            self._checkpoint = read_checkpoint(ckpt_path)
+            keys = DEFINING_KEYS if self.subcommand == "fit" else EVALUATION_KEYS
+            self._changes = self._compare_with_checkpoint(config, keys, ckpt_path, allow_changes)
+        logger = config["trainer"].get("logger")
         if logger in (None, True) or is_run_logger(logger, ckpt_path):
             root = config["trainer"].get("default_root_dir") or "logs"
             config["trainer"]["logger"] = default_logger(config.get("config"), ckpt_path, root)
 
+    def _compare_with_checkpoint(
+        self, config: Any, keys: tuple[str, ...], ckpt_path: str, allow_changes: bool
+    ) -> list[tuple[str, Any, Any]]:
+        saved = (self._checkpoint or {}).get("multitask", {}).get("run_config")
+        if saved is None:
+            rank_zero_only(print)(
+                f"note: {ckpt_path} records no run settings (written by an earlier version); only its task set "
+                "and algorithm are checked against this command",
+                file=sys.stderr,
+            )
+            return []
+        current = defining_config(self._plain_config(config), keys)
+        changed = differences({k: saved.get(k) for k in keys}, current)
+        if changed and not allow_changes:
+            raise ValueError(
+                f"--ckpt_path {ckpt_path} belongs to a run whose settings differ from this command's "
+                f"({len(changed)} setting{'s' if len(changed) > 1 else ''}, checkpoint -> command):\n"
+                f"{format_differences(changed)}\n"
+                "Resume with the run's own settings (--config <run>/config.yaml), or pass --allow_changed_config "
+                f"true to continue with the command's values on purpose (recorded in <run>/{CHANGES_FILE})"
+            )
+        return changed
+
+    def _plain_config(self, config: Any) -> dict[str, Any]:
+        return yaml.safe_load(self._parser(self.subcommand).dump(config, skip_none=False, format="yaml"))
+
     def after_instantiate_classes(self) -> None:
         # Fail on incompatible checkpoint/model/data/algorithm before any data is prepared, any file is
         # written into the log directory (config.yaml) or any step is taken.
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        ckpt_path = config.get("ckpt_path")
-        if ckpt_path and Path(ckpt_path).is_file():
-            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-            check_checkpoint_compatible(checkpoint, self.datamodule.task_names, self.model.algorithm, ckpt_path)
+        if self.subcommand == "fit":
+            self.model.run_config = defining_config(self._plain_config(self.config["fit"]))
+        if self._checkpoint is not None:
+            ckpt_path = self.config[self.subcommand]["ckpt_path"]
+            check_checkpoint_compatible(self._checkpoint, self.datamodule.task_names, self.model.algorithm, ckpt_path)
         self.model.model.check_tasks(self.datamodule.eval_task_names())
         self.datamodule.attach_schedule(self.model.algorithm.schedule())
 
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand == "fit":
+            self.preemption = PreemptionCheckpoint()
+            trainer.callbacks.insert(0, self.preemption)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
-def default_logger(config_paths: list[Any] | None, ckpt_path: str | None, root: str = "logs") -> Namespace:
-    """TensorBoard under <root>/<experiment>/<config name>/version_N (root: trainer.default_root_dir, else
-    ./logs); resuming from a checkpoint written in such a directory keeps logging into the same version
-    instead of opening version_N+1 (DESIGN fact 8)."""
-    if ckpt_path and Path(ckpt_path).parent.name == "checkpoints":
-        version_dir = Path(ckpt_path).resolve().parent.parent
-        init_args = {"save_dir": str(version_dir.parent), "name": "", "version": version_dir.name}
-    else:
-        name = "default"
-        if config_paths:
-            path = Path(str(config_paths[-1]))
-            name = f"{path.parent.name}/{path.stem}"
-        init_args = {"save_dir": str(root), "name": name}
-    return Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger", init_args=Namespace(**init_args))
+    # ------------------------------------------------------------------ running
+    def _run_subcommand(self, subcommand: str) -> None:
+        lock = self._lock_run_directory()
+        try:
+            if lock is not None and self._changes:
+                record_changes(lock.run_dir, self._changes, self._checkpoint, self.config[subcommand]["ckpt_path"])
+            super()._run_subcommand(subcommand)
+        except SIGTERMException:
+            raise StoppedBySignal(128 + signal.SIGTERM) from None
+        finally:
+            if lock is not None:
+                lock.release()
+        if self.preemption is not None and self.preemption.stopped_by is not None:
+            signum = self.preemption.stopped_by
+            rank_zero_only(print)(
+                f"{signal.Signals(signum).name}: training stopped at step {self.preemption.stopped_at_step}; "
+                f"{self.trainer.checkpoint_callback.last_model_path} holds it. Resume with: python train.py fit "
+                f"--config <run>/config.yaml --ckpt_path <run>/checkpoints/last.ckpt",
+                file=sys.stderr,
+            )
+            raise StoppedBySignal(128 + signum)
+
+    def _lock_run_directory(self) -> RunLock | None:
+        if rank_zero_only.rank != 0 or self.trainer.logger is None:
+            return None
+        lock = RunLock(self.trainer.logger.log_dir)
+        lock.acquire()
+        return lock
 
 
-def is_run_logger(logger: Any, ckpt_path: str | None) -> bool:
-    """Whether `logger` is the default TensorBoard logger that a run's saved config.yaml holds (no version) and
-    `ckpt_path` lies in that run's checkpoints/: `fit|validate|test --config <run>/config.yaml --ckpt_path
-    <run>/checkpoints/x.ckpt` then logs into <run> instead of opening version_N+1."""
-    if not ckpt_path or Path(ckpt_path).parent.name != "checkpoints" or not hasattr(logger, "class_path"):
-        return False
-    args = logger.get("init_args") or {}
-    if not str(logger.class_path).endswith("TensorBoardLogger") or args.get("version") is not None:
-        return False
-    run_parent = Path(ckpt_path).resolve().parent.parent.parent
-    return (Path(str(args.get("save_dir", ""))) / str(args.get("name") or "")).resolve() == run_parent
+def check_training_length(trainer: Any) -> None:
+    """max_steps 0 or max_epochs 0 would end at once, save a checkpoint and exit 0 as if trained."""
+    for key in ("max_steps", "max_epochs"):
+        value = trainer.get(key)
+        if value is not None and value != -1 and value < 1:
+            raise ValueError(f"trainer.{key} must be positive (or -1 for no limit), got {value}")
 
 
-def best_checkpoint(config_paths: list[Any] | None) -> str:
-    """`validate|test --config <run>/config.yaml --ckpt_path best` in a new process: Lightning resolves "best"
-    only right after `fit` in the same process, so read the best path that the run's monitoring ModelCheckpoint
-    recorded in <run>/checkpoints/last.ckpt (same file name looked up in <run>/checkpoints if the run moved)."""
-    run_dir = Path(str(config_paths[-1])).parent if config_paths else None
-    last = run_dir / "checkpoints" / "last.ckpt" if run_dir is not None else None
-    if last is None or not last.is_file():
-        raise ValueError(
-            "--ckpt_path best needs --config <run>/config.yaml of a training run with <run>/checkpoints/last.ckpt"
-            + (f"; {last} does not exist" if last is not None else "")
-        )
-    states = torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
-    best = {
-        state["monitor"]: state.get("best_model_path") or ""
-        for key, state in states.items()
-        if "Checkpoint" in key and isinstance(state, dict) and state.get("monitor")
+def record_changes(run_dir: Path, changed: list[tuple[str, Any, Any]], checkpoint: Any, ckpt_path: str) -> None:
+    """Appends this resume's setting changes to <run>/config_changes.yaml (rewritten atomically)."""
+    path = Path(run_dir) / CHANGES_FILE
+    history = yaml.safe_load(path.read_text()) if path.is_file() else None
+    entry = {
+        "resumed_from": str(ckpt_path),
+        "at_step": int((checkpoint or {}).get("global_step", 0)),
+        "changed": {key: {"old": old, "new": new} for key, old, new in changed},
     }
-    if len(best) != 1 or not next(iter(best.values())):
-        found = ", ".join(best) or "none"
-        raise ValueError(
-            f"--ckpt_path best needs exactly one ModelCheckpoint with a monitor that saved a checkpoint in {run_dir} "
-            f"(found: {found}); give the checkpoint file instead"
-        )
-    path = Path(next(iter(best.values())))
-    if not path.is_file() and (run_dir / "checkpoints" / path.name).is_file():
-        path = run_dir / "checkpoints" / path.name
-    if not path.is_file():
-        raise FileNotFoundError(f"the best checkpoint recorded by the run, {path}, does not exist")
-    return str(path)
+    atomic_write_text(path, yaml.safe_dump([*(history or []), entry], sort_keys=False))

@@ -54,6 +54,46 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def assert_identical(a: Any, b: Any, where: str = "") -> None:
+    """Bitwise equality of nested checkpoint entries (tensors compared with torch.equal)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(a) == sorted(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for key in a:
+            assert_identical(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def assert_same_run(reference: Path, other: Path, steps: int, trajectory: bool = True) -> None:
+    """Two run directories ended in the same state at `steps`: parameters, optimizer, algorithm state (φ, inner
+    step, ...), the training RNG, the loader / schedule position and every trajectory.csv row, bitwise."""
+    a, b = (
+        load_checkpoint(reference / "checkpoints" / "last.ckpt"),
+        load_checkpoint(other / "checkpoints" / "last.ckpt"),
+    )
+    assert a["global_step"] == b["global_step"] == steps
+    assert_identical(a["state_dict"], b["state_dict"], "parameters")
+    assert_identical(a["optimizer_states"], b["optimizer_states"], "optimizer")
+    assert_identical(a["multitask"], b["multitask"], "multitask")
+    loader = ("loops", "fit_loop", "state_dict", "combined_loader")
+    assert_identical(_get(a, loader), _get(b, loader), ".".join(loader))
+    if trajectory:
+        rows = read_trajectory(reference / "trajectory.csv")
+        assert len(rows) > steps and read_trajectory(other / "trajectory.csv") == rows
+
+
+def _get(node: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        node = node[key]
+    return node
+
+
 def add_callback(class_path: str, **init_args: Any) -> str:
     """A `--trainer.callbacks+=...` argument that appends a callback to those of the config."""
     return "--trainer.callbacks+=" + yaml.safe_dump({"class_path": class_path, "init_args": init_args}, width=1e9)

@@ -63,9 +63,14 @@ def test_checkpoint_of_another_task_set_is_refused_and_left_untouched(tmp_path: 
     last = run_dir / "checkpoints" / "last.ckpt"
     before = snapshot(run_dir.parent)
     assert "version_0/checkpoints/last.ckpt" in before and "version_0/config.yaml" in before
-    with pytest.raises(ValueError, match=r"was made with tasks \['t1', 't2', 't3'\], but this run has \['t1', 't2'\]"):
-        run_cli(["--config", SR_CONFIG, synthetic_tasks("t1", "t2"), "--ckpt_path", str(last)], tmp_path)
+    resume = ["--config", SR_CONFIG, synthetic_tasks("t1", "t2"), "--ckpt_path", str(last)]
+    with pytest.raises(ValueError, match=r"data.tasks\[2\].init_args.name: 't3' -> \(absent\)"):
+        run_cli(resume, tmp_path)
     assert snapshot(run_dir.parent) == before  # nothing overwritten, deleted or added (no version_1)
+    # Changed settings can be accepted on purpose, but a checkpoint of another task set cannot be continued.
+    with pytest.raises(ValueError, match=r"was made with tasks \['t1', 't2', 't3'\], but this run has \['t1', 't2'\]"):
+        run_cli([*resume, "--allow_changed_config=true"], tmp_path)
+    assert snapshot(run_dir.parent) == before
 
 
 def test_checkpoint_compatibility_names_the_mismatch() -> None:

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
-from tests.helpers import load_checkpoint, log_dir, read_trajectory, run_cli, tiny_config
+from tests.helpers import assert_same_run, load_checkpoint, log_dir, run_cli, tiny_config
 
 TOTAL = 12
 SEQUENTIAL_REPTILE = {
@@ -27,22 +26,6 @@ REPTILE = {"class_path": "lightning_modules.algorithms.Reptile", "init_args": {"
 MTL = {"class_path": "lightning_modules.algorithms.MTL", "init_args": {"tasks_per_step": 2, "q": 0.5}}
 PCGRAD = {"class_path": "lightning_modules.algorithms.pcgrad.PCGrad", "init_args": {"tasks_per_step": 2, "q": 0.5}}
 THREE_TASKS = {"a": 24, "b": 40, "c": 16}
-
-
-def assert_identical(a: Any, b: Any, where: str = "") -> None:
-    """Bitwise equality of nested checkpoint entries (tensors compared with torch.equal)."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), f"{where} differs"
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and sorted(a) == sorted(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
-        for key in a:
-            assert_identical(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: lengths differ"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_identical(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def run(config: Path, root: Path, max_steps: int, ckpt: Path | None = None) -> Path:
@@ -63,19 +46,7 @@ def check_resume(tmp_path: Path, algorithm: dict[str, Any], stop: int, tasks: di
     assert resumed == stopped  # the TensorBoard logger keeps the version directory
     assert sorted(p.name for p in stopped.parent.iterdir()) == [stopped.name]
 
-    a, b = load_checkpoint(straight / "checkpoints" / "last.ckpt"), load_checkpoint(last)
-    assert a["global_step"] == b["global_step"] == TOTAL
-    assert_identical(a["state_dict"], b["state_dict"], "parameters")
-    assert_identical(a["optimizer_states"], b["optimizer_states"], "optimizer")
-    assert_identical(a["multitask"], b["multitask"], "multitask")  # tasks, algorithm state (φ, k, ...), RNG
-    loader = "loops.fit_loop.state_dict.combined_loader"
-    assert_identical(
-        a["loops"]["fit_loop"]["state_dict"]["combined_loader"],
-        b["loops"]["fit_loop"]["state_dict"]["combined_loader"],
-        loader,
-    )
-    rows = read_trajectory(straight / "trajectory.csv")
-    assert len(rows) > TOTAL and read_trajectory(stopped / "trajectory.csv") == rows
+    assert_same_run(straight, stopped, TOTAL)
 
 
 @pytest.mark.parametrize("stop", [7, 6], ids=["mid-inner-loop", "epoch-boundary"])
