@@ -36,6 +36,7 @@ from lightning_modules.lifecycle.run_config import (
     defining_config,
     differences,
     format_differences,
+    is_fixed,
 )
 from lightning_modules.lifecycle.run_dir import best_checkpoint, default_logger, is_run_logger
 from lightning_modules.multitask import MultiTaskModule, check_checkpoint_compatible
@@ -79,6 +80,8 @@ class MultiTaskCLI(LightningCLI):
             {
                 "checkpoint.save_last": True,
                 "checkpoint.every_n_train_steps": 100,
+                "checkpoint.enable_version_counter": False,  # one last.ckpt per run, replaced atomically
+                "checkpoint.save_top_k": 0,  # not also an epoch=..-step=...ckpt copy of every save
                 # The data module shards each task by rank itself (the same task on every rank).
                 "trainer.use_distributed_sampler": False,
                 # jsonargparse carries a default's init args over to any optimizer class a config names later
@@ -170,6 +173,14 @@ class MultiTaskCLI(LightningCLI):
             return []
         current = defining_config(self._plain_config(config), keys)
         changed = differences({k: saved.get(k) for k in keys}, current)
+        fixed = [change for change in changed if is_fixed(change[0])]
+        if fixed and self.subcommand == "fit":
+            raise ValueError(
+                f"--ckpt_path {ckpt_path} belongs to a run with other settings that a resume cannot change "
+                f"(checkpoint -> command):\n{format_differences(fixed)}\nThe random streams and the learning-rate "
+                "schedule continue from the checkpoint and another algorithm cannot take over this one's state: "
+                "resume with the run's own values (--config <run>/config.yaml), or start a new run"
+            )
         if changed and not allow_changes:
             raise ValueError(
                 f"--ckpt_path {ckpt_path} belongs to a run whose settings differ from this command's "
@@ -188,6 +199,10 @@ class MultiTaskCLI(LightningCLI):
         # written into the log directory (config.yaml) or any step is taken.
         if self.subcommand == "fit":
             self.model.run_config = defining_config(self._plain_config(self.config["fit"]))
+            prefix = "optimizer.init_args."
+            self.model.optimizer_overrides = sorted(
+                k[len(prefix) :] for k, _, _ in self._changes if k.startswith(prefix)
+            )
         if self._checkpoint is not None:
             ckpt_path = self.config[self.subcommand]["ckpt_path"]
             check_checkpoint_compatible(self._checkpoint, self.datamodule.task_names, self.model.algorithm, ckpt_path)

@@ -56,6 +56,9 @@ class MultiTaskModule(pl.LightningModule):
         # The settings that define the run (set by the CLI), saved in every checkpoint so that a resume can be
         # compared with the run it continues.
         self.run_config: dict[str, Any] | None = None
+        # Optimizer arguments a resume changed on purpose: the restored optimizer state would otherwise keep the
+        # checkpoint's values in its parameter groups.
+        self.optimizer_overrides: list[str] = []
 
     # ----------------------------------------------------------------- wiring
     def setup(self, stage: str) -> None:
@@ -74,6 +77,12 @@ class MultiTaskModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self.algorithm.setup(self)
+
+    def on_train_start(self) -> None:
+        if self.optimizer_overrides:
+            optimizer = self.optimizers().optimizer
+            for group in optimizer.param_groups:
+                group.update({name: optimizer.defaults[name] for name in self.optimizer_overrides})
 
     def add_step_listener(self, listener: StepListener) -> None:
         """Callbacks that must see every inner step / outer update (the trajectory plot) register here."""

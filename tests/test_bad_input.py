@@ -13,7 +13,12 @@ import torch
 
 from datamodules.schedule import IIDSchedule, TaskSampler
 from lightning_modules.algorithms import MTL, SequentialReptile
-from lightning_modules.multitask import MultiTaskModule, NonFiniteLossError, check_checkpoint_compatible
+from lightning_modules.multitask import (
+    MultiTaskModule,
+    NonFiniteLossError,
+    NonFiniteParametersError,
+    check_checkpoint_compatible,
+)
 from tests.helpers import SYNTHETIC, load_checkpoint, log_dir, run_cli, tiny_config
 
 SR_CONFIG = str(SYNTHETIC / "sequential_reptile.yaml")
@@ -104,3 +109,35 @@ def test_nan_loss_stops_with_task_and_step_and_keeps_the_last_good_checkpoint(tm
     assert isinstance(module.algorithm, SequentialReptile) and module.algorithm.inner_steps == 2
     for name, tensor in module.state_dict().items():
         assert torch.equal(tensor, checkpoint["state_dict"][name])
+
+
+def test_a_non_finite_update_stops_naming_step_and_tasks_and_every_checkpoint_stays_finite(tmp_path: Path) -> None:
+    """A finite loss with an absurd learning rate (set on purpose when resuming at step 5): the parameters
+    overflow in the update itself."""
+    args = ["--config", str(SYNTHETIC / "mtl.yaml"), "--checkpoint.every_n_train_steps=1"]
+    run = log_dir(run_cli([*args, "--trainer.max_steps=5"], tmp_path))
+    resume = [
+        "--ckpt_path",
+        str(run / "checkpoints" / "last.ckpt"),
+        "--optimizer.lr=1e38",
+        "--allow_changed_config=true",
+    ]
+    with pytest.raises(NonFiniteParametersError, match=r"training step 6 \(tasks t\d, t\d, t\d\) made parameters "
+                                                       r"NaN or infinite \(model.phi\)"):  # fmt: skip
+        run_cli([*args, *resume, "--trainer.max_steps=50"], tmp_path)
+    checkpoints = list(tmp_path.rglob("*.ckpt"))
+    assert [load_checkpoint(p)["global_step"] for p in checkpoints] == [5]
+    for path in checkpoints:
+        checkpoint = load_checkpoint(path)
+        assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values()), path
+
+
+def test_a_checkpoint_with_non_finite_state_is_never_written(tmp_path: Path) -> None:
+    cli = run_cli(["--config", SR_CONFIG, "--trainer.max_steps=2"], tmp_path)
+    with torch.no_grad():
+        cli.model.model.phi[0] = float("inf")
+    with pytest.raises(
+        NonFiniteParametersError, match=r"refusing to write a checkpoint at step 2: state_dict.model.phi"
+    ):
+        cli.trainer.save_checkpoint(tmp_path / "bad.ckpt")
+    assert not (tmp_path / "bad.ckpt").exists()

@@ -40,6 +40,16 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         f.write(text)
 
 
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Deletes the temporary files that a killed process's atomic writes left in `directory` (call it only while
+    holding the directory, e.g. under its run lock); returns what it deleted."""
+    directory = Path(directory)
+    stale = [p for p in directory.glob(".*.tmp") if p.is_file()] if directory.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def _fsync_directory(directory: Path) -> None:
     """Make the rename itself durable (a no-op where directories cannot be opened)."""
     try:

@@ -20,8 +20,12 @@ class FinalStepCheckpoint(ModelCheckpoint):
       checkpoint directory is the one resumed from under another spelling (relative or absolute, a symlink) or
       after the run directory was moved or copied. Lightning compares the directories as strings, drops the
       record on any difference and then writes last-v1.ckpt next to a last.ckpt that stays old.
+    - Its record is found again after a resume that changed its interval: Lightning keys a callback's state by
+      its arguments, so the record was dropped and last-v1.ckpt written next to an old last.ckpt.
     - Settings that would leave a run without a resumable last.ckpt are refused.
     """
+
+    STATE_KEY = "FinalStepCheckpoint"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -48,11 +52,19 @@ class FinalStepCheckpoint(ModelCheckpoint):
             return super().on_train_end(trainer, pl_module)
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
+    @property
+    def state_key(self) -> str:
+        return self.STATE_KEY
+
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         resumed_from = Path(str(trainer.ckpt_path)).resolve() if trainer.ckpt_path else None
         states = checkpoint.get("callbacks", {})
+        if self.state_key not in states:  # written with another interval, or before the key was fixed
+            found = [key for key in states if key.startswith(self.STATE_KEY)]
+            if found:
+                states[self.state_key] = states[found[0]]
         for callback in trainer.checkpoint_callbacks:
             state = states.get(callback.state_key) if isinstance(callback, ModelCheckpoint) else None
             if state and callback.dirpath and state.get("dirpath") not in (None, callback.dirpath):

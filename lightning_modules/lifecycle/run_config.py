@@ -11,6 +11,10 @@ from typing import Any
 
 ABSENT = "(absent)"  # a key one side does not have
 DEFINING_KEYS = ("seed_everything", "model", "data", "optimizer", "lr_scheduler", "trainer.precision")
+# Settings a resume can never change, even on purpose: the random streams and the learning-rate schedule continue
+# from the checkpoint's state, and another algorithm cannot take over this one's state.
+FIXED_KEYS = ("seed_everything", "data.seed", "lr_scheduler", "model.algorithm.class_path")
+PRECISION_ALIASES = {"None": "32-true", "32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 EVALUATION_KEYS = ("model",)  # validate / test load the weights into this model
 
 
@@ -22,18 +26,30 @@ def defining_config(config: dict[str, Any], keys: tuple[str, ...] = DEFINING_KEY
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
         picked[key] = node
+    if "trainer.precision" in picked:  # None, 32, "32" and "32-true" are one setting
+        picked["trainer.precision"] = PRECISION_ALIASES.get(
+            str(picked["trainer.precision"]), picked["trainer.precision"]
+        )
     return picked
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(dotted key, old value, new value) for every leaf that differs, in key order."""
+    """(dotted key, old value, new value) for every leaf that differs, in key order. Where a `class_path`
+    changed to another class, its `init_args` (the arguments of another class) are not listed."""
     flat_old, flat_new = _flatten(old), _flatten(new)
     changed = []
     for key in sorted(set(flat_old) | set(flat_new)):
         a, b = flat_old.get(key, ABSENT), flat_new.get(key, ABSENT)
         if a != b:
             changed.append((key, a, b))
-    return changed
+    replaced = [
+        key[: -len("class_path")] for key, a, b in changed if key.endswith("class_path") and ABSENT not in (a, b)
+    ]
+    return [c for c in changed if not any(c[0].startswith(f"{prefix}init_args.") for prefix in replaced)]
+
+
+def is_fixed(key: str) -> bool:
+    return any(key == fixed or key.startswith((f"{fixed}.", f"{fixed}[")) for fixed in FIXED_KEYS)
 
 
 def format_differences(changed: list[tuple[str, Any, Any]]) -> str:

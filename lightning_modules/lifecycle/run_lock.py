@@ -10,7 +10,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from lightning_modules.lifecycle.atomic import atomic_write_text
+from lightning_modules.lifecycle.atomic import atomic_write_text, remove_stale_temporaries
 
 LOCK_NAME = ".run.lock"
 OWNER_NAME = ".run.lock.owner"
@@ -39,6 +39,8 @@ class RunLock:
                 "its checkpoints, CSVs and event files. Wait for that process to end (or stop it), then run again"
             ) from None
         atomic_write_text(self.run_dir / OWNER_NAME, f"process {os.getpid()} on {socket.gethostname()}\n")
+        for directory in (self.run_dir, self.run_dir / "checkpoints"):
+            remove_stale_temporaries(directory)  # left by a killed predecessor's atomic writes
 
     def release(self) -> None:
         """Release; a directory this lock created and nothing else wrote to is removed again. The lock file
