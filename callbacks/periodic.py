@@ -41,12 +41,15 @@ class PeriodicMeasurement(Callback):
         if self.csv.resume(step) and step > 0:
             self._last_step = step  # measured before the checkpoint was written
             return
-        self._measure_and_log(trainer, pl_module)
+        if step == 0 or self._due(step):  # a resume measures only what an uninterrupted run would have
+            self._measure_and_log(trainer, pl_module)
+
+    def _due(self, step: int) -> bool:
+        return step % self.every_n_steps == 0 or step == self._final_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         step = trainer.global_step
-        due = step % self.every_n_steps == 0 or step == self._final_step
-        if trainer.is_global_zero and due and step != self._last_step:
+        if trainer.is_global_zero and self._due(step) and step != self._last_step:
             self._measure_and_log(trainer, pl_module)
 
     def _measure_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -232,10 +232,12 @@ class MultiTaskCLI(LightningCLI):
                 lock.release()
         if self.preemption is not None and self.preemption.stopped_by is not None:
             signum = self.preemption.stopped_by
+            last = next(c for c in self.trainer.checkpoint_callbacks if isinstance(c, FinalStepCheckpoint))
+            run = Path(last.last_model_path).parent.parent
             rank_zero_only(print)(
-                f"{signal.Signals(signum).name}: training stopped at step {self.preemption.stopped_at_step}; "
-                f"{self.trainer.checkpoint_callback.last_model_path} holds it. Resume with: python train.py fit "
-                f"--config <run>/config.yaml --ckpt_path <run>/checkpoints/last.ckpt",
+                f"{signal.Signals(signum).name}: training stopped at step {self.preemption.stopped_at_step}, saved in "
+                f"{last.last_model_path}. Resume with:\n  python train.py fit --config {run / 'config.yaml'} "
+                f"--ckpt_path {last.last_model_path}",
                 file=sys.stderr,
             )
             raise StoppedBySignal(128 + signum)

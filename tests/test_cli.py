@@ -138,3 +138,26 @@ def test_ckpt_path_best_resolves_to_the_runs_best_checkpoint_in_a_new_process(tm
     plain_dir = log_dir(run_cli(["--config", str(SYNTHETIC / "mtl.yaml"), "--trainer.max_steps=2"], tmp_path))
     with pytest.raises(ValueError, match="exactly one ModelCheckpoint with a monitor"):
         run_cli(["--config", str(plain_dir / "config.yaml"), "--ckpt_path", "best"], tmp_path, subcommand="test")
+
+
+def test_best_is_found_when_the_last_step_is_both_a_save_and_a_validation(tmp_path: Path) -> None:
+    """last.ckpt was written at the last step before that step's validation chose a new best (and deleted the
+    old one), so it recorded a file that no longer existed; it is now written again after the validation."""
+    best_cb = add_callback(
+        "lightning.pytorch.callbacks.ModelCheckpoint",
+        monitor="val/avg/loss",
+        mode="min",
+        save_top_k=1,
+        filename="best-{step}",
+        every_n_epochs=1,
+        save_on_train_epoch_end=False,
+    )
+    args = ["--config", str(SYNTHETIC / "mtl.yaml"), "--trainer.max_steps=9", "--trainer.val_check_interval=3"]
+    fit_dir = log_dir(run_cli([*args, "--checkpoint.every_n_train_steps=3", best_cb], tmp_path))
+    (best,) = (fit_dir / "checkpoints").glob("best-*.ckpt")
+    assert best.name == "best-step=9.ckpt"  # the loss falls at every validation on this landscape
+    states = load_checkpoint(fit_dir / "checkpoints" / "last.ckpt")["callbacks"]
+    recorded = [s["best_model_path"] for k, s in states.items() if k.startswith("ModelCheckpoint")]
+    assert recorded == [str(best)]
+    cli = run_cli(["--config", str(fit_dir / "config.yaml"), "--ckpt_path", "best"], tmp_path, subcommand="test")
+    assert Path(cli.trainer.ckpt_path) == best

@@ -20,7 +20,7 @@ from tests.helpers import SYNTHETIC, add_callback, assert_same_run, load_checkpo
 class SignalAtStep(Callback):
     """Sends `signum` to this process when training step `step` (1-based) starts; `again` sends it twice."""
 
-    def __init__(self, step: int, signum: int = signal.SIGTERM, again: bool = False) -> None:
+    def __init__(self, step: int, signum: int = int(signal.SIGTERM), again: bool = False) -> None:
         self.step, self.signum, self.again = step, signum, again
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
@@ -82,3 +82,36 @@ def test_ctrl_c_saves_and_a_second_ctrl_c_aborts_without_saving(tmp_path: Path) 
     code = stop_with_signal(config, tmp_path / "twice", 20, 5, signal.SIGINT, again=True)
     assert code == 1
     assert not list((tmp_path / "twice").rglob("last.ckpt"))
+
+
+def read_csv_rows(path: Path) -> list[list[str]]:
+    return [line.split(",") for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [4, 5], ids=["at-a-validation-step", "mid-inner-loop"])
+def test_offline_default_stopped_by_sigterm_resumes_exactly(tmp_path: Path, monkeypatch, stop: int) -> None:
+    """The offline Sequential Reptile config (fixture Bible, tiny BERT): validation every half epoch with the
+    best checkpoint, and the alignment, masked-LM and drift callbacks; their CSVs, the best checkpoint and the
+    final state match an uninterrupted run."""
+    from tests.test_offline_config import OFFLINE, tiny_overrides
+
+    monkeypatch.chdir(tmp_path)
+    configs = ["--config", str(OFFLINE / "sequential_reptile.yaml"), "--config", str(tiny_overrides(tmp_path))]
+    settings = ["--optimizer.init_args.lr=0.01", "--checkpoint.every_n_train_steps=3"]
+    straight = log_dir(run_cli([*configs, *settings], tmp_path / "straight"))
+    assert load_checkpoint(straight / "checkpoints" / "last.ckpt")["global_step"] == 8
+
+    sender = add_callback("tests.test_preemption.SignalAtStep", step=stop)
+    with pytest.raises(SystemExit) as stopped:
+        run_cli([*configs, *settings, sender], tmp_path / "stopped")
+    assert stopped.value.code == 128 + signal.SIGTERM
+    (run,) = (tmp_path / "stopped").glob("*/*/version_0")
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == stop
+    run_cli(["--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")], tmp_path)
+
+    assert_same_run(straight, run, 8, trajectory=False)
+    for name in ("alignment.csv", "mlm.csv", "drift.csv"):
+        assert read_csv_rows(run / name) == read_csv_rows(straight / name), name
+    best = sorted(p.name for p in (straight / "checkpoints").glob("best-*.ckpt"))
+    assert best and sorted(p.name for p in (run / "checkpoints").glob("best-*.ckpt")) == best

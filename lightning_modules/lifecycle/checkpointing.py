@@ -50,7 +50,17 @@ class FinalStepCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.fast_dev_run:
             return super().on_train_end(trainer, pl_module)
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._saving_at_end = True
+        try:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        finally:
+            self._saving_at_end = False
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if getattr(self, "_saving_at_end", False) and stopped_mid_epoch(trainer):
+            reopen_epoch(checkpoint)
 
     @property
     def state_key(self) -> str:
@@ -70,6 +80,23 @@ class FinalStepCheckpoint(ModelCheckpoint):
             if state and callback.dirpath and state.get("dirpath") not in (None, callback.dirpath):
                 if same_run_directory(Path(state["dirpath"]), Path(callback.dirpath), resumed_from):
                     states[callback.state_key] = relocate(state, callback.dirpath)
+
+
+def stopped_mid_epoch(trainer: pl.Trainer) -> bool:
+    """Training ended (max_steps, a signal) before the epoch's last batch."""
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+    return done < trainer.num_training_batches
+
+
+def reopen_epoch(checkpoint: dict[str, Any]) -> None:
+    """Lightning counts an epoch as completed when training stops inside it (at max_steps or on a signal), so a
+    resume under max_epochs would end at once instead of finishing the epoch; the saved counters are set back
+    to the epoch in progress, which is what the loaders' saved positions say."""
+    progress = checkpoint["loops"]["fit_loop"]["epoch_progress"]
+    for counters in (progress["total"], progress["current"]):
+        counters["processed"] -= 1
+        counters["completed"] -= 1
+    checkpoint["epoch"] -= 1
 
 
 def same_run_directory(saved: Path, current: Path, resumed_from: Path | None) -> bool:
