@@ -46,6 +46,8 @@ class Aggregator(GradientAggregationAlgorithm):
         seed: seeds the aggregator's CPU random draws, if any (see GradientAggregationAlgorithm).
     """
 
+    label = "{aggregator}"
+
     def __init__(self, aggregator: TorchJDAggregator, tasks_per_step: int = 8, q: float = 0.2, seed: int = 0) -> None:
         super().__init__(tasks_per_step=tasks_per_step, q=q, seed=seed)
         if not isinstance(aggregator, TorchJDAggregator):

@@ -21,6 +21,8 @@ class Algorithm:
     Everything it keeps between steps goes through `state_dict`/`load_state_dict` so resume is exact.
     """
 
+    label: str = ""  # the name tables and figures give it (registry.py); "" shows the class name
+
     def schedule(self) -> ScheduleSpec:  # pragma: no cover - interface
         raise NotImplementedError
 

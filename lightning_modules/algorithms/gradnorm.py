@@ -53,6 +53,8 @@ class GradNorm(Algorithm):
     set to 1 once, at the first setup, and L_t(0) is the loss at the first step that samples task t.
     """
 
+    label = "GradNorm"
+
     def __init__(
         self,
         tasks_per_step: int = 8,

@@ -127,6 +127,8 @@ class GradVac(GradientAggregationAlgorithm):
         seed: seeds the random order of the pairs (see GradientAggregationAlgorithm).
     """
 
+    label = "GradVac"
+
     def __init__(
         self,
         tasks_per_step: int = 8,

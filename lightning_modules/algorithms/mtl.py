@@ -20,6 +20,8 @@ class MTL(Algorithm):
     Paper §4.2: 8 tasks per step and q = 1/5 (following Wang et al. 2021).
     """
 
+    label = "MTL"
+
     def __init__(self, tasks_per_step: int = 8, q: float = 0.2) -> None:
         if tasks_per_step < 1:
             raise ValueError(f"tasks_per_step must be >= 1, got {tasks_per_step}")

@@ -27,6 +27,8 @@ class PCGrad(GradientAggregationAlgorithm):
         seed: seeds the random projection order.
     """
 
+    label = "PCGrad"
+
     def __init__(self, tasks_per_step: int = 8, q: float = 0.2, seed: int = 0) -> None:
         super().__init__(tasks_per_step=tasks_per_step, q=q, seed=seed)
         self._pcgrad = _TorchJDPCGrad()

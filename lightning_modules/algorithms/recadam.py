@@ -73,6 +73,8 @@ class RecAdam(Algorithm):
     section, which must be torch.optim.Adam or AdamW.
     """
 
+    label = "RecAdam"
+
     def __init__(
         self,
         tasks_per_step: int = 8,

@@ -26,6 +26,8 @@ class Reptile(ReptileFamily):
         outer_lr_final: linear annealing of η to this value over the run (needs trainer.max_steps).
     """
 
+    label = "Reptile"
+
     def __init__(
         self,
         inner_steps: int = 1000,

@@ -29,6 +29,8 @@ class SequentialReptile(ReptileFamily):
             (supervised-reptile's --meta-step-final); needs trainer.max_steps.
     """
 
+    label = "Seq. Reptile"
+
     def __init__(
         self,
         inner_steps: int = 1000,

@@ -205,6 +205,8 @@ class SWEP(MTL):
         encoder_path: dotted name of the Hugging Face encoder in the model (default: found automatically).
     """
 
+    label = "SWEP"
+
     def __init__(
         self,
         tasks_per_step: int = 8,
