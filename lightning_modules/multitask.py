@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 
@@ -131,10 +132,10 @@ class MultiTaskModule(pl.LightningModule):
     # ---------------------------------------------------------------- training
     def training_step(self, batch: list[tuple[str, Any]], batch_idx: int) -> torch.Tensor:
         if self._train_rng is not None:
-            _set_rng_state(self._train_rng)
+            _set_rng_state(self._train_rng, self.device)
         loss = self.algorithm.training_step(self, batch)
         self._check_finite_parameters([task for task, _ in batch])
-        self._train_rng = _get_rng_state()
+        self._train_rng = _get_rng_state(self.device)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
         return loss
 
@@ -208,7 +209,7 @@ class MultiTaskModule(pl.LightningModule):
             "task_names": self.task_names,
             "algorithm": type(self.algorithm).__name__,
             "algorithm_state": self.algorithm.state_dict(),
-            "rng": self._train_rng if self._train_rng is not None else _get_rng_state(),
+            "rng": {"ranks": self._gather_rng()},
             "run_config": self.run_config,
         }
         where = first_non_finite(
@@ -221,12 +222,37 @@ class MultiTaskModule(pl.LightningModule):
                 "checkpoints on disk keep the last finite state"
             )
 
+    def _gather_rng(self) -> list[dict[str, Any]]:
+        """Every rank's training RNG, in rank order (Lightning writes rank 0's checkpoint only; each rank's
+        dropout stream is its own)."""
+        state = self._train_rng if self._train_rng is not None else _get_rng_state(self.device)
+        if self._trainer is None or self.trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return [state]
+        states: list[Any] = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(states, state)
+        return states
+
+    def _rank_rng(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """This rank's saved RNG. With another number of processes than the checkpoint's, a rank without a saved
+        stream takes the last one (such a resume cannot be bitwise exact anyway: the data shards differ)."""
+        if "ranks" not in saved:  # written by an earlier version: rank 0's state for every rank
+            return saved
+        ranks = saved["ranks"]
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if len(ranks) != world:
+            rank_zero_warn(
+                f"the checkpoint holds the RNG of {len(ranks)} process(es), this run has {world}: ranks without "
+                "a saved stream continue the last rank's (the data shards differ too, so this resume is not exact)"
+            )
+        return ranks[min(rank, len(ranks) - 1)]
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         datamodule = self._trainer.datamodule if self._trainer is not None else None
         current = list(datamodule.task_names) if datamodule is not None else None
         saved = check_checkpoint_compatible(checkpoint, current, self.algorithm)
         self.algorithm.load_state_dict(saved["algorithm_state"])
-        self._train_rng = saved["rng"]
+        self._train_rng = self._rank_rng(saved["rng"])
 
 
 def check_checkpoint_compatible(
@@ -275,14 +301,23 @@ def _flatten(results: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k.split("/")[-1] if "/" in k else k: v for k, v in results.items()}
 
 
-def _get_rng_state() -> dict[str, Any]:
+def _get_rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's training RNG: the CPU generator and, on a GPU, that device's generator only (the others
+    are other ranks' or unused, and a resume may see fewer GPUs)."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if device.type != "cuda" or cuda is None:
+        return
+    if isinstance(cuda, (list, tuple)):  # written by an earlier version: every visible GPU's state
+        index = device.index or 0
+        if index >= len(cuda):
+            return
+        cuda = cuda[index]
+    torch.cuda.set_rng_state(cuda, device)
