@@ -274,22 +274,35 @@ def recorder(cli: MultiTaskCLI) -> StepRecorder:
 
 
 # --------------------------------------------------------------------------- hand-worked algorithm steps
+class LinearLoss(TaskModel):
+    """The loss -c·θ of a batch `c`, whatever the task: its gradient is -c."""
+
+    def __init__(self, start: list[float]) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(start))
+
+    def forward(self, task: str, batch: torch.Tensor) -> TaskOutput:
+        return TaskOutput(loss=-(batch * self.theta).sum())
+
+
 class LinearStepModule:
-    """The part of MultiTaskModule the Reptile family uses, with a loss -c·θ: one SGD step with lr 1 on
-    a batch `c` moves θ by exactly +c, so trajectories can be worked out by hand."""
+    """A `TrainingModule` (what the Reptile family uses of MultiTaskModule) with a loss -c·θ: one SGD step
+    with lr 1 on a batch `c` moves θ by exactly +c, so trajectories can be worked out by hand."""
 
     def __init__(self, start: list[float], task_names: list[str], max_steps: int = -1) -> None:
-        self.theta = nn.Parameter(torch.tensor(start))
+        self.model = LinearLoss(start)
+        self.theta = self.model.theta
         self.optimizer = torch.optim.SGD([self.theta], lr=1.0)
         self.task_names = task_names
         self.trainer = SimpleNamespace(max_steps=max_steps)
         self.events: list[tuple[str, list[str], list[float]]] = []
+        self.logged: dict[str, float] = {}
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [self.theta]
 
     def task_loss(self, task: str, batch: torch.Tensor) -> torch.Tensor:
-        return -(batch * self.theta).sum()
+        return self.model(task, batch).loss
 
     def manual_backward(self, loss: torch.Tensor) -> None:
         loss.backward()
@@ -298,11 +311,20 @@ class LinearStepModule:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def emit(self, phase: str, tasks: list[str]) -> None:
-        self.events.append((phase, tasks, self.theta.detach().tolist()))
+    def optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer
 
     def reset_optimizer_state(self) -> None:
         self.optimizer.state.clear()
+
+    def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def log(self, name: str, value: Any, **kwargs: Any) -> None:
+        self.logged[name] = float(value)
+
+    def emit(self, phase: str, tasks: list[str]) -> None:
+        self.events.append((phase, tasks, self.theta.detach().tolist()))
 
 
 def step(algorithm: Any, module: LinearStepModule, task: str, c: list[float]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,12 +19,14 @@ from tests.helpers import SYNTHETIC, load_checkpoint, log_dir, read_trajectory, 
 
 
 class FakeModule:
-    """What an Algorithm sees of MultiTaskModule, on one process, with a plain torch optimizer."""
+    """A `TrainingModule` (what an Algorithm sees of MultiTaskModule), on one process, with a plain torch
+    optimizer."""
 
     def __init__(self, model: TaskModel, task_names: list[str], optimizer: torch.optim.Optimizer) -> None:
         self.model = model
         self.task_names = task_names
         self.optimizer = optimizer
+        self.trainer = SimpleNamespace(max_steps=-1)
         self.logged: dict[str, float] = {}
         self.emitted: list[tuple[str, list[str]]] = []
 
@@ -42,6 +45,9 @@ class FakeModule:
 
     def optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer
+
+    def reset_optimizer_state(self) -> None:
+        self.optimizer.state.clear()
 
     def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,12 +22,13 @@ TASKS = ["t1", "t2"]
 
 
 class FakeModule:
-    """What an Algorithm sees of MultiTaskModule: task losses, one optimizer step (then the lr scheduler,
-    as MultiTaskModule.optimizer_step does), logging and step listeners."""
+    """A `TrainingModule` (what an Algorithm sees of MultiTaskModule): task losses, one optimizer step (then the
+    lr scheduler, as MultiTaskModule.optimizer_step does), logging and step listeners."""
 
     def __init__(self, model: TaskModel, optimizer: torch.optim.Optimizer, scheduler: Any = None) -> None:
         self.model = model
         self.task_names = TASKS
+        self.trainer = SimpleNamespace(max_steps=-1)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.logged: dict[str, float] = {}
@@ -49,6 +51,12 @@ class FakeModule:
 
     def optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer
+
+    def reset_optimizer_state(self) -> None:
+        self.optimizer.state.clear()
+
+    def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
 
     def log(self, name: str, value: Any, **kwargs: Any) -> None:
         self.logged[name] = float(value)

@@ -42,13 +42,18 @@ NO_DROPOUT = {**TINY, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob"
 
 
 class FakeModule:
-    """What an Algorithm sees of MultiTaskModule (see test_recadam.FakeModule), plus all_reduce_mean."""
+    """A `TrainingModule` (what an Algorithm sees of MultiTaskModule, see test_recadam.FakeModule)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.task_names: list[str] = []  # SWEP does not read them
+        self.trainer = SimpleNamespace(max_steps=-1)
         self.grad_clip_norm: float | None = None
         self.logged: dict[str, float] = {}
         self.emitted: list[tuple[str, list[str]]] = []
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def task_loss(self, task: str, batch: Any) -> torch.Tensor:
         return self.model(task, batch).loss
@@ -64,6 +69,9 @@ class FakeModule:
 
     def optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer
+
+    def reset_optimizer_state(self) -> None:
+        self.optimizer.state.clear()
 
     def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor

@@ -21,7 +21,7 @@ from torchjd.aggregation import Aggregator as TorchJDAggregator
 from lightning_modules.algorithms.surgery_base import GradientAggregationAlgorithm
 
 if TYPE_CHECKING:
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))
 
@@ -62,7 +62,7 @@ class Aggregator(GradientAggregationAlgorithm):
     def stateful(self) -> bool:
         return any(isinstance(m, Stateful) for m in self.aggregator.modules())
 
-    def setup(self, module: MultiTaskModule) -> None:
+    def setup(self, module: TrainingModule) -> None:
         n_tasks = len(module.task_names)
         if self.stateful and self.tasks_per_step != n_tasks:
             raise ValueError(

@@ -12,7 +12,7 @@ from datamodules.schedule import ScheduleSpec
 
 if TYPE_CHECKING:
     from datamodules.streams import MultiTaskBatch
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 
 class Algorithm:
@@ -26,14 +26,14 @@ class Algorithm:
     def schedule(self) -> ScheduleSpec:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def setup(self, module: MultiTaskModule) -> None:
+    def setup(self, module: TrainingModule) -> None:
         """Called once the model is on its device, before the first step."""
 
-    def training_step(self, module: MultiTaskModule, batch: MultiTaskBatch) -> torch.Tensor:  # pragma: no cover
+    def training_step(self, module: TrainingModule, batch: MultiTaskBatch) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     @contextmanager
-    def evaluation_weights(self, module: MultiTaskModule) -> Iterator[None]:
+    def evaluation_weights(self, module: TrainingModule) -> Iterator[None]:
         """The weights to evaluate with (the Reptile family evaluates φ, not a mid-trajectory θ)."""
         yield
 

@@ -24,7 +24,7 @@ from lightning_modules.task_gradients import set_shared_gradient, split_paramete
 
 if TYPE_CHECKING:
     from datamodules.streams import MultiTaskBatch
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 GRADIENT_ON = ("last_shared", "all_shared")
 # A weight is kept at least this large: GradNorm's G_t = w_t ||∇_W L_t|| assumes w_t > 0, and one optimizer
@@ -110,7 +110,7 @@ class GradNorm(Algorithm):
             raise RuntimeError("GradNorm is not set up yet (setup(module) runs at the start of fit)")
         return self._task_names
 
-    def setup(self, module: MultiTaskModule) -> None:
+    def setup(self, module: TrainingModule) -> None:
         task_names = list(module.task_names)
         if not task_names:
             raise ValueError("GradNorm needs the module's training tasks (module.task_names is empty)")
@@ -172,7 +172,7 @@ class GradNorm(Algorithm):
             self._pending = None
 
     # ------------------------------------------------------------------ step
-    def _weight_columns(self, module: MultiTaskModule) -> torch.Tensor | slice:
+    def _weight_columns(self, module: TrainingModule) -> torch.Tensor | slice:
         """The entries of a jacobian row that belong to W."""
         shared, _ = split_parameters(module)
         if not shared:
@@ -240,7 +240,7 @@ class GradNorm(Algorithm):
         for w, value in zip(self._weights, stacked):
             w.copy_(value)
 
-    def training_step(self, module: MultiTaskModule, batch: MultiTaskBatch) -> torch.Tensor:
+    def training_step(self, module: TrainingModule, batch: MultiTaskBatch) -> torch.Tensor:
         if self._weights is None:
             self.setup(module)
         tasks = [task for task, _ in batch]

@@ -9,7 +9,7 @@ import torch
 from lightning_modules.algorithms.surgery_base import GradientAggregationAlgorithm
 
 if TYPE_CHECKING:
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 Granularity = Literal["whole_model", "per_layer", "per_parameter"]
 GRANULARITIES = ("whole_model", "per_layer", "per_parameter")
@@ -153,7 +153,7 @@ class GradVac(GradientAggregationAlgorithm):
         self._block_ranges: list[Ranges] | None = None
         self._phi_hat: torch.Tensor | None = None  # [blocks, T, T], float64 on CPU
 
-    def setup(self, module: MultiTaskModule) -> None:
+    def setup(self, module: TrainingModule) -> None:
         named = [(n, p.numel()) for n, p in module.model.shared_named_parameters() if p.requires_grad]
         self.configure(list(module.task_names), named)
 

@@ -11,7 +11,7 @@ from lightning_modules.algorithms.base import Algorithm
 
 if TYPE_CHECKING:
     from datamodules.streams import MultiTaskBatch
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 
 class MTL(Algorithm):
@@ -33,7 +33,7 @@ class MTL(Algorithm):
     def schedule(self) -> IIDSchedule:
         return IIDSchedule(tasks_per_step=self.tasks_per_step, q=self.q)
 
-    def training_step(self, module: MultiTaskModule, batch: MultiTaskBatch) -> torch.Tensor:
+    def training_step(self, module: TrainingModule, batch: MultiTaskBatch) -> torch.Tensor:
         loss = torch.stack([module.task_loss(task, data) for task, data in batch]).sum()
         module.manual_backward(loss)
         module.optimizer_step()

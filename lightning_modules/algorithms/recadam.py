@@ -33,7 +33,7 @@ from lightning_modules.algorithms.base import Algorithm
 
 if TYPE_CHECKING:
     from datamodules.streams import MultiTaskBatch
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 ANNEAL_FUNCTIONS = ("sigmoid", "linear", "constant")
 
@@ -118,7 +118,7 @@ class RecAdam(Algorithm):
             self.anneal_fun, self.step + 1 if step is None else step, self.anneal_k, self.anneal_t0, self.anneal_w
         )
 
-    def setup(self, module: MultiTaskModule) -> None:
+    def setup(self, module: TrainingModule) -> None:
         optimizer = _unwrap(module.optimizers())
         if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
             raise TypeError(
@@ -158,7 +158,7 @@ class RecAdam(Algorithm):
                 )
 
     @torch.no_grad()
-    def _snapshot(self, module: MultiTaskModule) -> list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor, float]]:
+    def _snapshot(self, module: TrainingModule) -> list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor, float]]:
         """(θ, θ_old, θ*, lr) for the pretrained parameters that have a gradient this step (the authors skip
         the others); lr is read before the optimizer step, since the lr scheduler steps right after it."""
         groups = _groups_by_parameter(_unwrap(module.optimizers()))
@@ -177,7 +177,7 @@ class RecAdam(Algorithm):
             p.sub_(old).mul_(lam).add_(old)
             p.add_(p - ref, alpha=-lr * (self.anneal_w - lam) * self.pretrain_coef)
 
-    def training_step(self, module: MultiTaskModule, batch: MultiTaskBatch) -> torch.Tensor:
+    def training_step(self, module: TrainingModule, batch: MultiTaskBatch) -> torch.Tensor:
         if not self._pretrained:
             self.setup(module)
         loss = torch.stack([module.task_loss(task, data) for task, data in batch]).sum()

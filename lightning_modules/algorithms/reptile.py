@@ -11,7 +11,7 @@ from lightning_modules.algorithms.reptile_base import ReptileFamily
 
 if TYPE_CHECKING:
     from datamodules.streams import MultiTaskBatch
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 
 class Reptile(ReptileFamily):
@@ -41,14 +41,14 @@ class Reptile(ReptileFamily):
     def schedule(self) -> BlockSchedule:
         return BlockSchedule(steps_per_task=self.inner_steps)
 
-    def setup(self, module: MultiTaskModule) -> None:
+    def setup(self, module: TrainingModule) -> None:
         self.num_tasks = len(module.task_names)
         super().setup(module)
 
     def steps_per_outer_update(self) -> int:
         return self.inner_steps * max(1, self.num_tasks)
 
-    def training_step(self, module: MultiTaskModule, batch: MultiTaskBatch) -> torch.Tensor:
+    def training_step(self, module: TrainingModule, batch: MultiTaskBatch) -> torch.Tensor:
         ((task, data),) = batch
         if self.k == 0:
             self.start_trajectory(module)  # θ_t^(0) ← φ

@@ -11,7 +11,7 @@ import torch
 from lightning_modules.algorithms.base import Algorithm
 
 if TYPE_CHECKING:
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 
 class ReptileFamily(Algorithm):
@@ -52,7 +52,7 @@ class ReptileFamily(Algorithm):
     def steps_per_outer_update(self) -> int:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def setup(self, module: MultiTaskModule) -> None:
+    def setup(self, module: TrainingModule) -> None:
         if self.outer_lr_final is not None:
             max_steps = module.trainer.max_steps
             if max_steps is None or max_steps < 0:
@@ -71,7 +71,7 @@ class ReptileFamily(Algorithm):
         return self.outer_lr + frac * (self.outer_lr_final - self.outer_lr)
 
     @torch.no_grad()
-    def start_trajectory(self, module: MultiTaskModule) -> None:
+    def start_trajectory(self, module: TrainingModule) -> None:
         """θ^(0) ← φ (φ is taken from the parameters the first time)."""
         params = module.trainable_parameters()
         if self.phi is None:
@@ -84,7 +84,7 @@ class ReptileFamily(Algorithm):
         self.at_phi = False
 
     @torch.no_grad()
-    def end_trajectory(self, module: MultiTaskModule) -> None:
+    def end_trajectory(self, module: TrainingModule) -> None:
         """Adds θ_t^(K) to the running sum of this outer step's end points."""
         params = module.trainable_parameters()
         if self.endpoint_sum is None:
@@ -96,7 +96,7 @@ class ReptileFamily(Algorithm):
         self.k = 0
 
     @torch.no_grad()
-    def outer_update(self, module: MultiTaskModule, endpoint: list[torch.Tensor]) -> None:
+    def outer_update(self, module: TrainingModule, endpoint: list[torch.Tensor]) -> None:
         """φ ← φ - η (φ - θ̄); the parameters are set to the new φ for the next trajectory."""
         assert self.phi is not None
         eta = self.current_outer_lr()
@@ -110,7 +110,7 @@ class ReptileFamily(Algorithm):
         self.at_phi = True
 
     @contextmanager
-    def evaluation_weights(self, module: MultiTaskModule) -> Iterator[None]:
+    def evaluation_weights(self, module: TrainingModule) -> Iterator[None]:
         if self.at_phi or self.phi is None:
             yield
             return

@@ -11,7 +11,7 @@ from lightning_modules.algorithms.reptile_base import ReptileFamily
 
 if TYPE_CHECKING:
     from datamodules.streams import MultiTaskBatch
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 
 class SequentialReptile(ReptileFamily):
@@ -50,7 +50,7 @@ class SequentialReptile(ReptileFamily):
     def steps_per_outer_update(self) -> int:
         return self.inner_steps
 
-    def training_step(self, module: MultiTaskModule, batch: MultiTaskBatch) -> torch.Tensor:
+    def training_step(self, module: TrainingModule, batch: MultiTaskBatch) -> torch.Tensor:
         ((task, data),) = batch
         if self.k == 0:
             self.start_trajectory(module)  # θ^(0) ← φ

@@ -15,7 +15,7 @@ from lightning_modules.task_gradients import set_shared_gradient, split_paramete
 
 if TYPE_CHECKING:
     from datamodules.streams import MultiTaskBatch
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 
 class GradientAggregationAlgorithm(Algorithm):
@@ -47,7 +47,7 @@ class GradientAggregationAlgorithm(Algorithm):
         """One update direction [D] (to descend along) from the task gradients [m, D]; row i is `tasks[i]`."""
         raise NotImplementedError
 
-    def training_step(self, module: MultiTaskModule, batch: MultiTaskBatch) -> torch.Tensor:
+    def training_step(self, module: TrainingModule, batch: MultiTaskBatch) -> torch.Tensor:
         tasks = [task for task, _ in batch]
         shared, specific = split_parameters(module)
         jacobian, losses = task_jacobian(module, batch, shared, specific)

@@ -50,7 +50,7 @@ from lightning_modules.algorithms.mtl import MTL
 
 if TYPE_CHECKING:
     from datamodules.streams import MultiTaskBatch
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 # The authors' prior variance: sqrt(p / (1 - p)) with p = 0.1, BERT's hidden dropout (models.py).
 AUTHORS_PRIOR_VARIANCE = math.sqrt(0.1 / 0.9)
@@ -182,7 +182,7 @@ def _embedding_dim(embedding: nn.Module) -> int:
     return int(dim)
 
 
-def _inner_optimizer(module: MultiTaskModule) -> torch.optim.Optimizer:
+def _inner_optimizer(module: TrainingModule) -> torch.optim.Optimizer:
     optimizers = module.optimizers()
     if isinstance(optimizers, (list, tuple)):
         if len(optimizers) != 1:
@@ -249,7 +249,7 @@ class SWEP(MTL):
             raise RuntimeError("SWEP is not set up yet (MultiTaskModule calls setup at fit start)")
         return self._noise
 
-    def setup(self, module: MultiTaskModule) -> None:
+    def setup(self, module: TrainingModule) -> None:
         self._encoder = find_encoder(module.model, self.encoder_path)
         self._embedding = self._encoder.get_input_embeddings()
         if self._embedding is None:
@@ -276,7 +276,7 @@ class SWEP(MTL):
             self._load_now(pending)
 
     # --------------------------------------------------------------- training
-    def perturbed_losses(self, module: MultiTaskModule, task: str, batch: Any) -> dict[str, torch.Tensor]:
+    def perturbed_losses(self, module: TrainingModule, task: str, batch: Any) -> dict[str, torch.Tensor]:
         """The clean loss (via module.task_loss), the perturbed loss, the KL and SWEP's loss for one task."""
         assert self._noise is not None and self._encoder is not None and self._embedding is not None
         with capture_last_hidden(self._encoder) as record:
@@ -305,7 +305,7 @@ class SWEP(MTL):
             )
         return {"clean": clean, "perturbed": perturbed, "kl": kl, "loss": loss}
 
-    def backward(self, module: MultiTaskModule, batch: MultiTaskBatch) -> dict[str, torch.Tensor]:
+    def backward(self, module: TrainingModule, batch: MultiTaskBatch) -> dict[str, torch.Tensor]:
         """Gradients of Σ_t SWEP loss_t into the model's and the generator's .grad, in one backward (DDP's
         reducer allows one backward per training step); returns the detached sums of each part."""
         if self._noise is None:
@@ -315,7 +315,7 @@ class SWEP(MTL):
         module.manual_backward(total)
         return {name: torch.stack([p[name].detach() for p in parts]).sum() for name in parts[0]}
 
-    def training_step(self, module: MultiTaskModule, batch: MultiTaskBatch) -> torch.Tensor:
+    def training_step(self, module: TrainingModule, batch: MultiTaskBatch) -> torch.Tensor:
         inner = _inner_optimizer(module)
         lr = self.noise_lr if self.noise_lr is not None else float(inner.param_groups[0]["lr"])  # before its step
         totals = self.backward(module, batch)
@@ -328,7 +328,7 @@ class SWEP(MTL):
         module.emit("step", [task for task, _ in batch])
         return totals["loss"]
 
-    def _noise_step(self, module: MultiTaskModule, lr: float) -> None:
+    def _noise_step(self, module: TrainingModule, lr: float) -> None:
         assert self._noise is not None and self._noise_optimizer is not None
         params = [p for p in self._noise.parameters() if p.grad is not None]
         if params:
@@ -383,7 +383,7 @@ class SWEP(MTL):
         self.steps = int(state.get("steps", 0))
 
 
-def _reject_loss_scaling(module: MultiTaskModule) -> None:
+def _reject_loss_scaling(module: TrainingModule) -> None:
     """fp16 loss scaling would scale the generator's gradient too, and its optimizer is not the scaler's."""
     trainer = getattr(module, "_trainer", None)
     plugin = getattr(trainer, "precision_plugin", None) if trainer is not None else None
