@@ -3,7 +3,8 @@ heatmap of the average pairwise cosine between task gradients, plus a Markdown t
 
     python scripts/fig3.py --runs logs/synthetic --out docs/fig3.png --table docs/fig3.md
 
-For each method it reads the newest `<runs>/<method>/version_*/trajectory.csv`. The cosines are computed
+The methods are the configs of configs/synthetic (lightning_modules/algorithms/registry.py), in the report's order,
+with its labels. For each it reads the newest `<runs>/<method>/version_*/trajectory.csv`. The cosines are computed
 here from the analytic task gradients at the points of the trajectory (φ for the Reptile family, where the
 `outer` rows are; the iterates for the others), averaged over the second half of the run.
 """
@@ -22,17 +23,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from callbacks.landscape_plot import draw_trajectory, read_trajectory  # noqa: E402
+from lightning_modules.algorithms import registry  # noqa: E402
 from lightning_modules.models.synthetic import PAPER_OPTIMA  # noqa: E402
 
-METHODS = [
-    ("mtl", "MTL"),
-    ("gradnorm", "GradNorm"),
-    ("pcgrad", "PCGrad"),
-    ("gradvac", "GradVac"),
-    ("recadam", "RecAdam"),
-    ("reptile", "Reptile"),
-    ("sequential_reptile", "Seq. Reptile"),
-]
+COLUMNS = 4  # panels per row of the figure
+
+
+def methods(configs: Path | None = None) -> list[tuple[str, str]]:
+    """(config name, label) of every synthetic config, in the report's order."""
+    return [(m.key, m.label) for m in registry.methods("synthetic", configs)]
 
 
 def task_gradient(point: np.ndarray, optimum: list[float], scale: float = 200.0, rate: float = 0.2) -> np.ndarray:
@@ -79,20 +78,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/fig3.png"))
     parser.add_argument("--table", type=Path, default=None)
     parser.add_argument("--near", type=float, default=1.0, help="distance that counts as 'in' a minimum")
+    parser.add_argument("--configs", type=Path, default=None, help="the configs root (default: the repository's)")
     args = parser.parse_args()
 
     optima = PAPER_OPTIMA
-    found = [(key, label, newest_run(args.runs, key)) for key, label in METHODS]
+    found = [(key, label, newest_run(args.runs, key)) for key, label in methods(args.configs)]
     found = [(key, label, path) for key, label, path in found if path is not None]
     if not found:
         raise SystemExit(f"no trajectory.csv under {args.runs}/<method>/version_*/")
 
-    fig = plt.figure(figsize=(4 * 4, 8))
+    rows_of_panels = math.ceil((len(found) + 1) / COLUMNS)  # a panel per method, then the heatmap
+    fig = plt.figure(figsize=(4 * COLUMNS, 4 * rows_of_panels))
     cos_rows, lines = [], []
     pairs = [f"{a}-{b}" for a, b in itertools.combinations(sorted(optima), 2)]
     for idx, (_key, label, path) in enumerate(found):
         rows = read_trajectory(path)
-        ax = fig.add_subplot(2, 4, idx + 1)
+        ax = fig.add_subplot(rows_of_panels, COLUMNS, idx + 1)
         draw_trajectory(ax, rows, optima, f"({chr(97 + idx)}) {label}")
         points = evaluation_points(rows)
         cos = pair_cosines(points, optima)
@@ -108,7 +109,7 @@ def main() -> None:
         mean_cos = float(np.mean([cos[p] for p in pairs]))
         lines.append(f"| {label} | ({end[0]:.2f}, {end[1]:.2f}) | {dists[nearest]:.2f} | {verdict} | {mean_cos:.3f} |")
 
-    ax = fig.add_subplot(2, 4, 8)
+    ax = fig.add_subplot(rows_of_panels, COLUMNS, len(found) + 1)
     matrix = np.array(cos_rows)
     im = ax.imshow(matrix, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto")
     ax.set_xticks(range(len(pairs)), pairs)

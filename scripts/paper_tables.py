@@ -19,18 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The paper's method labels -> our config names (logs/<experiment>/<method>); the paper's row order.
-PAPER_METHODS: dict[str, str] = {
-    "STL": "stl",
-    "MTL": "mtl",
-    "RecAdam": "recadam",
-    "GradNorm": "gradnorm",
-    "PCGrad": "pcgrad",
-    "GradVac": "gradvac",
-    "SWEP": "swep",
-    "Reptile": "reptile",
-    "Seq.Reptile": "sequential_reptile",
-}
+from lightning_modules.algorithms import registry
+
+# Our labels -> our config names (logs/<experiment>/<method>), in the paper's row order (the registry's).
+LABELS_TO_KEYS = {label: key for label, key in registry.plain_keys().items() if label in registry.PAPER_ORDER}
+# The paper's method labels (its tables print "Seq.Reptile", without the space) -> our config names.
+PAPER_METHODS: dict[str, str] = {label.replace(" ", ""): key for label, key in LABELS_TO_KEYS.items()}
 AVERAGE = "Avg."
 # (table, method, metric): the printed Avg. and the mean of the printed cells of the row.
 PRINTED_AVERAGE_MISMATCHES: dict[tuple[str, str, str], tuple[float, float]] = {
@@ -256,7 +250,7 @@ def comparison(table: PaperTable, metric: str, summary: Summary, names: Mapping[
     if metric not in table.metrics:
         raise ValueError(f"Table {table.number} reports {', '.join(table.metrics)}, not {metric!r}")
     names = names or {}
-    label = {v: k.replace("Seq.Reptile", "Seq. Reptile") for k, v in PAPER_METHODS.items()}
+    label = {key: name for name, key in LABELS_TO_KEYS.items()}
     unit = metric + "".join(f", {c}: {m}" for c, m in table.column_metrics.items())
     lines = [f"Paper, Table {table.number} ({table.title}), {unit}:", ""]
     header = ["Method", *table.columns]

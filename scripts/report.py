@@ -53,21 +53,11 @@ from typing import Any
 
 import yaml
 
+from lightning_modules.algorithms import registry
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module, also when loaded by file path
 import paper_tables  # noqa: E402
 
-METHOD_ORDER = ["stl", "mtl", "recadam", "gradnorm", "pcgrad", "gradvac", "swep", "reptile", "sequential_reptile"]
-METHOD_NAMES = {
-    "stl": "STL",
-    "mtl": "MTL",
-    "recadam": "RecAdam",
-    "gradnorm": "GradNorm",
-    "pcgrad": "PCGrad",
-    "gradvac": "GradVac",
-    "swep": "SWEP",
-    "reptile": "Reptile",
-    "sequential_reptile": "Seq. Reptile",
-}
 FIGURES = {
     "align/cos_mean": ("fig4_alignment.png", "Task-gradient cosine (mean over pairs)", "cosine"),
     "mlm/seen": ("fig5a_mlm_seen.png", "Masked-LM loss, seen languages", "MLM loss"),
@@ -275,14 +265,21 @@ def base_method(method: str) -> str:
     return method[len(prefix) :]
 
 
+def method_label(method: str) -> str:
+    """The label of the config a run was named after (registry: any experiment's config of that name, else of
+    the name without its source prefix), else the name itself."""
+    labels = registry.labels()
+    return labels.get(method) or labels.get(base_method(method)) or method
+
+
 def method_key(method: str) -> tuple[int, str]:
-    base = base_method(method)
-    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), method)
+    """The paper's row order (registry.order), then the config name."""
+    return registry.order(method_label(method), method)
 
 
 def display_names(methods: Iterable[str]) -> dict[str, str]:
     """The paper's names (MTL, Seq. Reptile); the config name is added where two would read the same."""
-    names = {m: METHOD_NAMES.get(base_method(m), m) for m in methods}
+    names = {m: method_label(m) for m in methods}
     counts = defaultdict(int)
     for name in names.values():
         counts[name] += 1

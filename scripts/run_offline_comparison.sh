@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The offline comparison (issue 3): every method of configs/offline, one fit + one test per seed, then the report.
+# The offline comparison: every method of configs/offline, one fit + one test per seed, then the report.
 #   bash scripts/run_offline_comparison.sh            # seeds 0 1 2, all methods, one run at a time
-#   JOBS=2 bash scripts/run_offline_comparison.sh     # two runs at once, one thread each (2 cores: ~1.25x throughput)
+#   JOBS=2 bash scripts/run_offline_comparison.sh     # two runs at once, nproc / 2 threads each
 #   SEEDS="0" METHODS="mtl sequential_reptile" bash scripts/run_offline_comparison.sh
+# The methods are the configs of configs/offline (scripts/methods.py), in the report's order.
 # Runs land in $ROOT/seed<S>/offline/<method>/version_0; a run whose test finished is skipped, so the script can
 # be stopped and started again. Jobs go seed by seed (every method of seed 0 first), so a stopped comparison has
 # whole seeds. The test evaluates the best-validation checkpoint (best-*.ckpt) on 500 verses per language; the
@@ -14,7 +15,7 @@ export PY=${PYTHON:-.venv/bin/python}
 export ROOT=${ROOT:-logs/comparison}
 OUT=${OUT:-docs/offline}
 SEEDS=${SEEDS:-0 1 2}
-METHODS=${METHODS:-mtl recadam gradnorm pcgrad gradvac reptile sequential_reptile}
+METHODS=${METHODS:-$("$PY" scripts/methods.py offline)}
 JOBS=${JOBS:-1}
 export KEEP_CHECKPOINTS=${KEEP_CHECKPOINTS:-1}
 
@@ -44,9 +45,8 @@ done
 if [[ "$JOBS" == 1 ]]; then
   for job in "${jobs[@]}"; do run_one $job; done
 else
-  # Each run gets nproc / JOBS threads. Measured on 2 cores: one two-threaded run takes ~12.3 min (fit + test), two
-  # single-threaded runs side by side ~19.5 min each (9.9 min per run): the training steps gain nothing, the
-  # single-threaded parts (start-up, evaluation, checkpoints) overlap.
+  # Each run gets nproc / JOBS threads: the single-threaded parts of runs (start-up, evaluation, checkpoints)
+  # overlap.
   threads=$(($(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1))
   printf '%s\n' "${jobs[@]}" | OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads \
     xargs -P "$JOBS" -L 1 bash -c '[[ -f "$ROOT/seed$0/offline/$1/version_0/test.done" ]] && exit 0

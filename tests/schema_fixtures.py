@@ -671,14 +671,29 @@ def check_pseudo_tasks(tasks: list[dict[str, Any]], source: Any, name: str) -> N
     assert (shared[0]["k"], shared[0]["pca_dim"], shared[0]["encoder"]) == (4, 50, "bert-base-multilingual-cased"), name
 
 
+def _paper_tables() -> Any:
+    """scripts/paper_tables.py, the paper's published tables (scripts/ is not a package)."""
+    import sys
+
+    scripts = str(CONFIGS.parent / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    import paper_tables
+
+    return paper_tables
+
+
 def check_paper_hyperparameters(configs: dict[str, dict[str, Any]], batch_size: int) -> None:
     """What the paper fixes for every table: AdamW lr 3e-5; MTL-family baselines draw min(8, T) tasks with
     q = 1/5; (Sequential) Reptile K = 1000, η = 0.1 (and q = 1/5); every task's batch size. On pseudo-tasks
     (§4.3, Tables 4-5): the MTL family (and SWEP) draws all k tasks every step and Sequential Reptile p_t = 1/k
     (q = 0)."""
-    methods = {"mtl", "gradnorm", "pcgrad", "gradvac", "recadam", "reptile", "sequential_reptile"}
-    stems = {name.split("_", 1)[1] if name.split("_", 1)[0] in ("tydiqa", "squad") else name for name in configs}
-    assert methods <= stems, f"missing method configs: {sorted(methods - stems)}"
+    from lightning_modules.algorithms import registry
+
+    common = set.intersection(*(set(t.rows) for t in _paper_tables().TABLES.values()))  # rows of every table
+    plain, labels = registry.plain_keys(), registry.labels()
+    stems = {plain[labels[name]] for name in configs}  # squad_mtl -> mtl
+    assert common <= stems, f"missing method configs: {sorted(common - stems)}"
     for name, config in configs.items():
         optimizer = config["optimizer"]
         assert optimizer["class_path"] == "torch.optim.AdamW" and optimizer["init_args"]["lr"] == 3e-5, name
