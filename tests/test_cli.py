@@ -63,7 +63,7 @@ def test_print_config_shows_the_defaults(tmp_path: Path, capsys: pytest.CaptureF
         "outer_lr_final": None,
     }
     assert printed["checkpoint"]["save_last"] is True
-    assert printed["trainer"]["use_distributed_sampler"] is False  # DESIGN fact 6
+    assert printed["trainer"]["use_distributed_sampler"] is False
 
 
 def test_naming_another_optimizer_inherits_nothing_harmful(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,5 +1,5 @@
 """Sequential Reptile is Algorithm 1 exactly: hand-worked outer steps, an independent plain-PyTorch
-recomputation of whole runs (SGD and AdamW), and the issue's `train.py` command checked row by row against
+recomputation of whole runs (SGD and AdamW), and a short `train.py` run checked row by row against
 the analytic gradient of the synthetic landscape."""
 
 from __future__ import annotations
@@ -137,8 +137,8 @@ def test_matches_plain_pytorch(tmp_path: Path, optimizer: dict[str, Any]) -> Non
     assert not torch.equal(rec.updates[-1]["params"]["trunk.weight"], rec.initial["trunk.weight"])
 
 
-# ----------------------------------------------------------------------------- the issue's command
-DONE_WHEN = [
+# ------------------------------------------------------------ a short run through the command line
+SHORT_RUN = [
     "--config",
     str(SYNTHETIC / "sequential_reptile.yaml"),
     "--model.algorithm.inner_steps",
@@ -181,13 +181,13 @@ def check_algorithm_1(rows: list[dict[str, str]], k: int = 5, eta: float = 0.5, 
         phi = prev = point(row)  # the next trajectory starts from φ_new
 
 
-def test_done_when_trajectory_follows_algorithm_1(tmp_path: Path) -> None:
-    cli = run_cli([*DONE_WHEN, "--trainer.limit_val_batches=0"], tmp_path)
+def test_short_run_trajectory_follows_algorithm_1(tmp_path: Path) -> None:
+    cli = run_cli([*SHORT_RUN, "--trainer.limit_val_batches=0"], tmp_path)
     check_algorithm_1(read_trajectory(log_dir(cli) / "trajectory.csv"))
 
 
 @pytest.mark.slow
-def test_done_when_command_through_train_py(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, str(REPO / "train.py"), "fit", *DONE_WHEN], cwd=tmp_path, check=True)
+def test_short_run_through_train_py(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, str(REPO / "train.py"), "fit", *SHORT_RUN], cwd=tmp_path, check=True)
     rows = read_trajectory(tmp_path / "logs" / "synthetic" / "sequential_reptile" / "version_0" / "trajectory.csv")
     check_algorithm_1(rows)
