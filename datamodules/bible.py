@@ -29,13 +29,16 @@ from collections.abc import Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules.hf_base import load_tokenizer
 from datamodules.task import TaskDataModule
+
+if TYPE_CHECKING:
+    from datamodules.bible_vocab import BibleVocabulary
 
 # ---------------------------------------------------------------------------------------------------------------
 # Labels: the genre of a verse's book (Protestant canon, books numbered 1-66 as in the database).
@@ -565,6 +568,14 @@ class BibleGenreTask(TaskDataModule):
 
     def mlm_texts(self, n: int, seed: int = 0, split: str = "mlm") -> list[str]:
         return mlm_texts(self.language, n, self.db_path, self.translation, seed, split)
+
+    def vocabulary(self) -> BibleVocabulary:
+        """Every verse of this task's language and translation, in every split (see `BibleVocabulary`)."""
+        from datamodules.bible_vocab import BibleVocabulary
+
+        return BibleVocabulary(
+            [self.language], {self.language: self.translation}, str(self.db_path), str(self.cache_dir)
+        )
 
     def used_token_ids(self) -> set[int]:
         """Every token id in the stored splits (after prepare_data), e.g. to trim the encoder's vocabulary to

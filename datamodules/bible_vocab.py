@@ -29,7 +29,9 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules import bible
-from lightning_modules.models.encoder import Vocabulary
+from lightning_modules.models.encoder import Vocabulary, combine_vocabularies
+
+__all__ = ["BibleVocabulary", "combine_vocabularies"]
 
 VOCAB_VERSION = 1  # bump when the cached content changes meaning
 
@@ -123,6 +125,16 @@ class BibleVocabulary(Vocabulary):
             f"{', '.join(self.languages)} ({seconds:.0f} s, cached in {path})"
         )
         return ordered
+
+    def join(self, other: Vocabulary) -> Vocabulary | None:
+        """Both language sets in one vocabulary (one cache entry) when they read the same database into the
+        same cache and agree on each shared language's translation."""
+        if not isinstance(other, BibleVocabulary) or (self.db_path, self.cache_dir) != (other.db_path, other.cache_dir):
+            return None
+        translations = {**self.translations, **other.translations}
+        if any(translations[lang] != t for lang, t in [*self.translations.items(), *other.translations.items()]):
+            return None
+        return BibleVocabulary(sorted(translations), translations, str(self.db_path), str(self.cache_dir))
 
     def __repr__(self) -> str:
         return f"BibleVocabulary(languages={self.languages})"

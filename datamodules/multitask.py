@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
@@ -10,6 +11,9 @@ from torch.utils.data import DataLoader
 from datamodules.schedule import IIDSchedule, ScheduleSpec, TaskSampler
 from datamodules.streams import ScheduledLoader, TaskStream
 from datamodules.task import TaskDataModule
+
+if TYPE_CHECKING:
+    from lightning_modules.models.encoder import Vocabulary
 
 
 class MultiTaskDataModule(pl.LightningDataModule):
@@ -57,6 +61,17 @@ class MultiTaskDataModule(pl.LightningDataModule):
             if t.name == name:
                 return t
         raise KeyError(f"unknown task '{name}'; known: {', '.join(self.task_names + self.zero_shot_task_names)}")
+
+    def vocabulary(self) -> Vocabulary | None:
+        """What the model's vocabulary may be trimmed to: the corpora of every task, seen and zero-shot (a
+        zero-shot language trimmed away would read `<unk>`). None unless every task names its corpus. The CLI
+        hands it to the model (`MultiTaskModule(vocabulary=...)`), so the languages are listed in the data only."""
+        from datamodules.bible_vocab import combine_vocabularies
+
+        vocabularies = [task.vocabulary() for task in self.tasks + self.zero_shot_tasks]
+        if any(v is None for v in vocabularies):
+            return None
+        return combine_vocabularies([v for v in vocabularies if v is not None])
 
     def attach_schedule(self, schedule: ScheduleSpec) -> None:
         """Called by the module in `setup`: the algorithm decides how tasks are drawn."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, default_collate
+
+if TYPE_CHECKING:
+    from lightning_modules.models.encoder import Vocabulary
 
 
 class TaskDataModule(pl.LightningDataModule):
@@ -32,6 +35,11 @@ class TaskDataModule(pl.LightningDataModule):
 
     def collate(self, examples: list[Any]) -> Any:
         return default_collate(examples)
+
+    def vocabulary(self) -> Vocabulary | None:
+        """The corpus this task reads, as the token ids a model may keep (`vocabulary: data`); None when the
+        task cannot say, and then no model is trimmed to the data."""
+        return None
 
     def num_train_examples(self) -> int:
         if self.train_dataset is None:

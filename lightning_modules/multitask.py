@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 from lightning_modules.algorithms.base import Algorithm
 from lightning_modules.eval_summary import format_results
 from lightning_modules.models.base import TaskModel
+from lightning_modules.models.encoder import Vocabulary
 
 StepListener = Callable[["MultiTaskModule", str, list[str]], None]
 
@@ -36,13 +37,24 @@ class MultiTaskModule(pl.LightningModule):
         algorithm: the update rule (MTL, PCGrad, ..., SequentialReptile).
         grad_clip_norm: clip the gradient norm of each inner step (Trainer's gradient_clip_val is not
             available under manual optimization). The paper does not say; default off.
+        vocabulary: the data's vocabulary (`MultiTaskDataModule.vocabulary()`, linked by the CLI, not set in a
+            config), handed to the model before the optimizer is built: a model with `vocabulary: data` trims its
+            embedding to it. Not a hyperparameter: a checkpoint's embedding carries its kept ids.
     """
 
-    def __init__(self, model: TaskModel, algorithm: Algorithm, grad_clip_norm: float | None = None) -> None:
+    def __init__(
+        self,
+        model: TaskModel,
+        algorithm: Algorithm,
+        grad_clip_norm: float | None = None,
+        vocabulary: Vocabulary | None = None,
+    ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["vocabulary"], logger=False)
         self.automatic_optimization = False
         self.model = model
+        if vocabulary is not None:
+            model.attach_vocabulary(vocabulary)
         self.algorithm = algorithm
         self.grad_clip_norm = grad_clip_norm
         self.task_names: list[str] = []

