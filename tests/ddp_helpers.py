@@ -1,4 +1,4 @@
-"""Two gloo ranks on CPU for the metrics' DDP-sync tests.
+"""Two gloo ranks on CPU for the metrics' DDP-sync test (test_metrics_ddp.py).
 
 Spawned, not forked: a child forked from a pytest process whose OpenMP pool earlier tests have started can hang
 (libgomp is not fork-safe), which made these tests time out in the full suite although they passed alone.

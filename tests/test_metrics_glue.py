@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-import torch.distributed as dist
 
 from lightning_modules.metrics.glue import GLUE_TASKS, canonical_task, glue_metrics
-from tests.ddp_helpers import run_two_ranks
 
 sk_metrics = pytest.importorskip("sklearn.metrics")
 scipy_stats = pytest.importorskip("scipy.stats")
@@ -122,38 +118,3 @@ def test_bad_input() -> None:
         glue_metrics("sst2").update(torch.tensor([0, 1]), torch.tensor([0, 1, 0]))
     with pytest.raises(ValueError, match=r"regression preds must be \[N\] or \[N, 1\]"):
         glue_metrics("stsb").update(torch.rand(4, 2), torch.rand(4))
-
-
-def _data(task: str) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(5)
-    if task == "stsb":
-        target = torch.rand(60, generator=gen) * 5
-        return target + torch.randn(60, generator=gen), target
-    return torch.randn(60, 2, generator=gen), torch.randint(0, 2, (60,), generator=gen)
-
-
-def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        results = {}
-        for task in ("cola", "mrpc", "stsb"):
-            preds, target = _data(task)
-            metrics = glue_metrics(task)
-            metrics.update(preds[rank::world], target[rank::world])
-            results.update({f"{task}/{k}": v.item() for k, v in metrics.compute().items()})
-        if rank == 0:
-            torch.save(results, path)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_ddp_sync_over_two_gloo_ranks(tmp_path) -> None:
-    path = str(tmp_path / "out.pt")
-    run_two_ranks(_ddp_worker, path)
-    out = torch.load(path)
-    for task in ("cola", "mrpc", "stsb"):
-        metrics = glue_metrics(task)
-        metrics.update(*_data(task))
-        for key, value in metrics.compute().items():
-            assert out[f"{task}/{key}"] == pytest.approx(value.item(), rel=1e-5), f"{task}/{key}"

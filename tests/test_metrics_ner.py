@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import random
 import warnings
 
 import pytest
 import torch
-import torch.distributed as dist
 from torchmetrics.utilities.data import dim_zero_sum
 
 from lightning_modules.metrics.ner import NerSpanF1, extract_spans
-from tests.ddp_helpers import run_two_ranks
+from tests.metric_samples import NER_LABELS as LABELS
+from tests.metric_samples import random_sequences
 
 seqeval_metrics = pytest.importorskip("seqeval.metrics")
 seqeval_scheme = pytest.importorskip("seqeval.scheme")
 
-LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
 ID = {label: i for i, label in enumerate(LABELS)}
 
 
@@ -104,21 +102,6 @@ def test_ragged_lists_and_empty_cases() -> None:
     assert seqeval_strict([["O", "O"], [], ["O"]], [["O", "O"], [], ["O"]]) == {"f1": 0, "precision": 0, "recall": 0}
 
 
-def random_sequences(rng: random.Random, n: int, labels: list[str]) -> tuple[list[list[int]], list[list[int]]]:
-    """Random (often invalid) label-id sequences; gold has -100 at random sub-token positions."""
-    golds, preds = [], []
-    for _ in range(n):
-        length = rng.randint(0, 14)
-        gold = [rng.randrange(len(labels)) for _ in range(length)]
-        # predictions: mostly copy gold with noise, so there are true positives as well as errors
-        pred = [g if rng.random() < 0.6 else rng.randrange(len(labels)) for g in gold]
-        gold = [g if rng.random() > 0.2 else -100 for g in gold]
-        pred = [p if g != -100 or rng.random() < 0.5 else -100 for p, g in zip(pred, gold)]
-        golds.append(gold)
-        preds.append(pred)
-    return preds, golds
-
-
 def to_labels(rows: list[list[int]], keep_from: list[list[int]], labels: list[str]) -> list[list[str]]:
     return [[labels[r] for r, k in zip(row, keep) if k != -100] for row, keep in zip(rows, keep_from)]
 
@@ -194,27 +177,3 @@ def test_states_are_sum_reduced_counts() -> None:
     assert set(metric._defaults) == {"tp", "pred_count", "gold_count"}
     assert all(fx is dim_zero_sum for fx in metric._reductions.values())
     assert all(v.dtype == torch.long and v.shape == (3,) for v in metric._defaults.values())
-
-
-def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        preds, golds = random_sequences(random.Random(3), 100, LABELS)
-        metric = NerSpanF1(LABELS)
-        metric.update(preds[rank::world], golds[rank::world])
-        out = metric.compute()  # syncs the count states across ranks
-        if rank == 0:
-            torch.save({k: v.item() for k, v in out.items()}, path)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_ddp_sync_over_two_gloo_ranks(tmp_path) -> None:
-    path = str(tmp_path / "out.pt")
-    run_two_ranks(_ddp_worker, path)
-    preds, golds = random_sequences(random.Random(3), 100, LABELS)
-    expected = seqeval_strict(to_labels(golds, golds, LABELS), to_labels(preds, golds, LABELS))
-    out = torch.load(path)
-    for key, value in expected.items():
-        assert out[key] == pytest.approx(value, rel=1e-6)
