@@ -5,73 +5,22 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import pytest
 import torch
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks.alignment import GradientAlignment, cosine_matrix, render_heatmap
 from callbacks.periodic import StepCsv
 from datamodules.multitask import MultiTaskDataModule
 from datamodules.synthetic import SyntheticTaskDataModule
-from datamodules.task import TaskDataModule
 from lightning_modules.algorithms.mtl import MTL
 from lightning_modules.algorithms.sequential_reptile import SequentialReptile
 from lightning_modules.models.encoder import EncoderClassifier
 from lightning_modules.models.synthetic import PAPER_OPTIMA, SyntheticLandscape
 from lightning_modules.multitask import MultiTaskModule
-
-
-class RecordingLogger(Logger):
-    """Keeps every log_metrics call, to check what the callback logged and at which step."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[tuple[int | None, dict[str, float]]] = []
-
-    @property
-    def name(self) -> str:
-        return "recording"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.records.append((step, dict(metrics)))
-
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-class TokenTask(TaskDataModule):
-    """Random token sequences with random labels (a tiny text-classification task)."""
-
-    def __init__(self, name: str, seed: int, n: int = 24, seq: int = 8, batch_size: int = 4) -> None:
-        super().__init__(name=name, batch_size=batch_size)
-        self.seed, self.n, self.seq = seed, n, seq
-
-    def setup(self, stage: str) -> None:
-        g = torch.Generator().manual_seed(self.seed)
-        ids = torch.randint(1, 50, (self.n, self.seq), generator=g)
-        labels = torch.randint(0, 2, (self.n,), generator=g)
-        rows = [{"input_ids": ids[i], "attention_mask": torch.ones(self.seq, dtype=torch.long), "labels": labels[i]}
-                for i in range(self.n)]  # fmt: skip
-        self.train_dataset, self.val_dataset, self.test_dataset = rows, rows[:4], rows[:4]
-
-
-def fit(module: MultiTaskModule, data: MultiTaskDataModule, steps: int, root: Path, callbacks: list, logger: Any,
-        optimizer: Any = torch.optim.SGD, **optim_kwargs: Any) -> pl.Trainer:  # fmt: skip
-    module.configure_optimizers = lambda: optimizer(module.parameters(), **optim_kwargs)
-    trainer = pl.Trainer(
-        max_steps=steps, accelerator="cpu", devices=1, logger=logger, callbacks=callbacks, default_root_dir=root,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-        num_sanity_val_steps=0, log_every_n_steps=1,
-    )  # fmt: skip
-    trainer.fit(module, datamodule=data)
-    return trainer
+from tests.trainer_fixtures import TOKEN_TASK_BERT, RecordingLogger, TokenTask, fit
 
 
 def landscape_cosines(point: tuple[float, float]) -> dict[tuple[str, str], float]:
@@ -127,8 +76,7 @@ def test_logged_cosines_are_the_analytic_ones_at_the_evaluation_weights(tmp_path
 
 
 def test_training_is_bitwise_identical_with_and_without_the_callback(tmp_path: Path) -> None:
-    config = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-              "intermediate_size": 32, "max_position_embeddings": 16, "hidden_dropout_prob": 0.2}  # fmt: skip
+    config = {**TOKEN_TASK_BERT, "hidden_dropout_prob": 0.2}
     results = []
     for with_callback in (False, True):
         pl.seed_everything(7)

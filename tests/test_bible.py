@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from bible_fixture import CHAPTERS, FIXTURE_BOOKS, VERSES, write_bible_db, write_tokenizer
 from datasets import load_from_disk
 from transformers import AutoTokenizer
 
@@ -18,6 +17,7 @@ from datamodules import bible
 from datamodules.bible import BibleGenreTask, chapter_splits, mlm_texts
 from datamodules.multitask import MultiTaskDataModule
 from datamodules.schedule import IIDSchedule
+from tests.bible_fixture import CHAPTERS, FIXTURE_BOOKS, VERSES
 
 # Written out by hand from the canon, independently of GENRE_BOOKS' ranges.
 CANON = {
@@ -37,10 +37,9 @@ ORDER = (
 REF = re.compile(r"b(\d+) c(\d+) v(\d+)")
 
 
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("bible")
-    return write_bible_db(root / "bible.db"), write_tokenizer(root / "tokenizer")
+@pytest.fixture
+def assets(bible_db: Path, bible_tokenizer: Path) -> tuple[Path, Path]:
+    return bible_db, bible_tokenizer
 
 
 def make(assets: tuple[Path, Path], cache: Path, language: str, **kwargs) -> BibleGenreTask:

@@ -15,18 +15,12 @@ from lightning_modules.models.pair_classifier import GlueClassifier
 from tests.helpers import run_cli
 from tests.schema_fixtures import (
     GLUE_ROWS,
-    build_tokenizer,
     check_paper_hyperparameters,
     table_configs,
     table_run_args,
     tiny_bert_config,
     write_glue,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from tests.helpers import run_cli
 from tests.schema_fixtures import (
     MLQA_ROWS,
     SQUAD_VALIDATION,
-    build_tokenizer,
     check_paper_hyperparameters,
     check_pseudo_tasks,
     table_configs,
@@ -25,12 +24,6 @@ from tests.schema_fixtures import (
     write_mlqa,
     write_squad,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))
-
 
 SMALL = {"max_length": 64, "stride": 16, "max_query_length": 16}  # several windows for the long passage
 

@@ -17,7 +17,6 @@ from tests.schema_fixtures import (
     TYDIQA_BAD,
     TYDIQA_TRAIN,
     TYDIQA_VALIDATION,
-    build_tokenizer,
     check_paper_hyperparameters,
     table_configs,
     table_run_args,
@@ -26,11 +25,6 @@ from tests.schema_fixtures import (
     write_squad_json,
     write_tydiqa,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from tests.helpers import run_cli
 from tests.schema_fixtures import (
     WIKIANN_ROWS,
     WIKIANN_SCHEMA,
-    build_tokenizer,
     check_paper_hyperparameters,
     table_configs,
     table_run_args,
@@ -25,11 +24,6 @@ from tests.schema_fixtures import (
     write_rows,
     write_wikiann,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 def make_task(language: str, tokenizer: str, files: dict, cache: Path, **kwargs) -> WikiANNTask:

@@ -18,7 +18,6 @@ from tests.schema_fixtures import (
     NLI_PAIRS,
     XNLI_PAIRS,
     XNLI_SCHEMA,
-    build_tokenizer,
     check_paper_hyperparameters,
     check_pseudo_tasks,
     table_configs,
@@ -28,11 +27,6 @@ from tests.schema_fixtures import (
     write_rows,
     write_xnli,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 def test_mnli_pairs_are_encoded_as_two_segments(tokenizer: str, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from lightning_modules.algorithms.sequential_reptile import SequentialReptile
 from lightning_modules.models.encoder import EncoderClassifier
 from lightning_modules.models.synthetic import PAPER_OPTIMA, SyntheticLandscape
 from lightning_modules.multitask import MultiTaskModule
-from tests.test_alignment import RecordingLogger, TokenTask, fit
+from tests.trainer_fixtures import TOKEN_TASK_BERT, RecordingLogger, TokenTask, fit
 
 TASKS = ("t1", "t2", "t3")
 
@@ -86,10 +86,8 @@ def test_reptile_drift_is_measured_at_phi_not_at_the_inner_weights(tmp_path: Pat
 
 
 def test_encoder_drift_covers_the_encoder_only(tmp_path: Path) -> None:
-    config = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-              "intermediate_size": 32, "max_position_embeddings": 16}  # fmt: skip
     pl.seed_everything(0)
-    model = EncoderClassifier(config=config, head="per_task", tasks=["a", "b"])
+    model = EncoderClassifier(config=TOKEN_TASK_BERT, head="per_task", tasks=["a", "b"])
     initial = {n: p.detach().clone() for n, p in model.encoder.named_parameters()}
     module = MultiTaskModule(model, MTL(tasks_per_step=2))
     data = MultiTaskDataModule([TokenTask(n, seed=i) for i, n in enumerate("ab")], seed=1)
