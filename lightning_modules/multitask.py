@@ -14,7 +14,7 @@ from torchmetrics import MeanMetric
 from lightning_modules.algorithms.base import Algorithm
 from lightning_modules.eval_summary import format_results
 from lightning_modules.models.base import TaskModel
-from lightning_modules.models.encoder import Vocabulary
+from pretrained.vocabulary import Vocabulary
 
 StepListener = Callable[["MultiTaskModule", str, list[str]], None]
 

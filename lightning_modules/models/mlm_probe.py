@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from lightning_modules.models.vocab_trim import TrimmedEmbedding
+from pretrained.vocab_trim import TrimmedEmbedding
 
 log = logging.getLogger(__name__)
 

