@@ -133,43 +133,35 @@ def test_main_writes_the_table_and_the_four_figures(logs: Path, tmp_path: Path) 
         report.find_runs([tmp_path / "report"])
 
 
-def test_curves_are_drawn_over_training_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_curves_are_over_training_batches(tmp_path: Path) -> None:
     """An MTL step of 2 task batches counts 2 batches; a Sequential Reptile step 1."""
     mtl = write_run(tmp_path / "mtl" / "version_0", 0, {"drift/l2": [(0, 0.0), (150, 3.0)]}, tasks_per_step=2)
     sr = write_run(tmp_path / "sequential_reptile" / "version_0", 0, {"drift/l2": [(0, 0.0), (300, 2.0)]})
     runs = [report.load_run(mtl), report.load_run(sr)]
     assert [r.batches_per_step for r in runs] == [2, 1]
-    import matplotlib.axes
-
-    drawn = []
-    original = matplotlib.axes.Axes.plot
-    monkeypatch.setattr(
-        matplotlib.axes.Axes, "plot", lambda ax, x, y, **kw: drawn.append(list(x)) or original(ax, x, y, **kw)
-    )
+    data = report.figure_data(runs, "drift/l2", "drift")
+    assert [(c.label, c.steps, c.means) for c in data.curves] == [
+        ("MTL (n=1)", [0, 300], [0.0, 3.0]),
+        ("Seq. Reptile (n=1)", [0, 300], [0.0, 2.0]),
+    ]
+    assert data.bars == [(3.0, 0.0), (2.0, 0.0)] and data.names == ["MTL", "Seq. Reptile"]
+    assert data.reference is None and data.bottom is None  # drift starts at 0 by definition: no line, axis from 0
+    assert report.figure_data(runs, "mlm/seen", "mlm") is None
     assert report.plot_figure(runs, "drift/l2", tmp_path / "drift.png", "drift", "l2")
-    assert drawn == [[0, 300], [0, 300]]
+    assert (tmp_path / "drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bars_compare_the_methods_at_the_last_point_every_run_reached(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """MTL measured up to 200 batches (step 100 of 2 batches), Sequential Reptile up to 300: both bars at 200."""
+def test_bars_compare_the_methods_at_the_last_point_every_run_reached(tmp_path: Path) -> None:
+    """MTL measured up to 200 batches (step 100 of 2 batches), Sequential Reptile up to 300: both bars at 200; the
+    masked-LM axis starts below the lowest bar and the pretrained value (7.0), by 15 % of the span."""
     mtl = write_run(tmp_path / "mtl" / "version_0", 0, {"mlm/seen": [(0, 7.0), (100, 9.5)]}, tasks_per_step=2)
     sr = write_run(tmp_path / "sequential_reptile" / "version_0", 0, {"mlm/seen": [(0, 7.0), (200, 9.0), (300, 9.2)]})
-    import matplotlib.axes
-
-    heights, titles = [], []
-    original_bar, original_title = matplotlib.axes.Axes.bar, matplotlib.axes.Axes.set_title
-    monkeypatch.setattr(
-        matplotlib.axes.Axes, "bar", lambda ax, x, h, **kw: heights.append(list(h)) or original_bar(ax, x, h, **kw)
-    )
-    monkeypatch.setattr(
-        matplotlib.axes.Axes, "set_title", lambda ax, t, **kw: titles.append(t) or original_title(ax, t, **kw)
-    )
-    assert report.plot_figure(
-        [report.load_run(mtl), report.load_run(sr)], "mlm/seen", tmp_path / "m.png", "mlm", "loss"
-    )
-    assert heights == [[9.5, 9.0]] and titles == ["at 200 batches (the last point of every run)\n(axis not from 0)"]
+    (sr / "mlm_head.json").write_text(json.dumps({"head": "probe"}))
+    data = report.figure_data([report.load_run(mtl), report.load_run(sr)], "mlm/seen", "mlm")
+    assert data.bars == [(9.5, 0.0), (9.0, 0.0)]
+    assert data.bar_title == "at 200 batches (the last point of every run)\n(axis not from 0)"
+    assert data.reference == 7.0 and data.bottom == pytest.approx(7.0 - 0.15 * (9.5 - 7.0))
+    assert data.title == "mlm\n" + report.PROBE_CAPTION
 
 
 def test_analysis_table_gives_the_bars_as_numbers(logs: Path, tmp_path: Path) -> None:
