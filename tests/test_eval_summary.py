@@ -32,15 +32,24 @@ def test_rows_are_tasks_then_their_averages_and_columns_the_metrics() -> None:
     assert format_results({}, "test", ["en"], []) == ""
 
 
+CONFIG = ["--config", str(SYNTHETIC / "mtl.yaml")]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-step fit's last checkpoint, fitted once: the tests only evaluate it."""
+    fit_dir = log_dir(run_cli([*CONFIG, "--trainer.max_steps=2", "--trainer.limit_val_batches=0"],
+                              tmp_path_factory.mktemp("fit")))  # fmt: skip
+    return fit_dir / "checkpoints" / "last.ckpt"
+
+
 @pytest.mark.parametrize("verbose", [False, True])
 def test_test_prints_one_compact_table_unless_verbose(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], verbose: bool
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], verbose: bool
 ) -> None:
-    args = ["--config", str(SYNTHETIC / "mtl.yaml")]
-    fit_dir = log_dir(run_cli([*args, "--trainer.max_steps=2", "--trainer.limit_val_batches=0"], tmp_path))
     capsys.readouterr()
     extra = ["--verbose=true"] if verbose else []
-    cli = run_cli([*args, "--ckpt_path", str(fit_dir / "checkpoints" / "last.ckpt"), *extra], tmp_path, "test")
+    cli = run_cli([*CONFIG, "--ckpt_path", str(checkpoint), *extra], tmp_path, "test")
     out = capsys.readouterr().out
     tasks = cli.model.task_names
     assert out.count("average (trained on)") == 1
