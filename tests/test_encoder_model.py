@@ -7,15 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from lightning_modules.models.encoder import EncoderClassifier
+from tests.schema_fixtures import tiny_bert_config
 
-TINY = {
-    "vocab_size": 50,
-    "hidden_size": 16,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 32,
-    "max_position_embeddings": 16,
-}
+TINY = tiny_bert_config(50, max_positions=16)
 
 
 def batch(n: int = 4, seq: int = 6, labels: int = 3) -> dict[str, torch.Tensor]:
@@ -119,15 +113,13 @@ def test_backbone_from_a_local_directory_reloads_its_weights(tmp_path) -> None:
     assert model("en", batch(labels=2)).loss.ndim == 0
 
 
-def test_the_data_vocabulary_trims_exactly_as_an_explicit_one(tmp_path) -> None:
+def test_the_data_vocabulary_trims_exactly_as_an_explicit_one(bible_tokenizer) -> None:
     """`vocabulary="data"` trimmed after construction gives the model (weights, parameter order, pretrained
     reference) an explicit vocabulary gives: trimming draws no random numbers."""
-    from bible_fixture import write_tokenizer
-
     from lightning_modules.models.encoder import TokenIdsVocabulary
     from tests.helpers import assert_identical
 
-    tokenizer = str(write_tokenizer(tmp_path / "tokenizer"))
+    tokenizer = str(bible_tokenizer)
     config = {**TINY, "vocab_size": 40}
     vocabulary = TokenIdsVocabulary([5, 6, 7])
     torch.manual_seed(0)

