@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from torch import nn
@@ -14,54 +13,11 @@ from torchjd import Stateful
 from torchjd.aggregation import GradVac as TorchJDGradVac
 from torchjd.aggregation import Mean, Sum, UPGrad
 
-from datamodules.multitask import MultiTaskDataModule
-from datamodules.synthetic import SyntheticTaskDataModule
 from lightning_modules.algorithms.aggregator import Aggregator
 from lightning_modules.algorithms.mtl import MTL
-from lightning_modules.models.base import TaskModel, TaskOutput
 from lightning_modules.models.synthetic import SyntheticLandscape
-from lightning_modules.multitask import MultiTaskModule
 from tests.helpers import SYNTHETIC, log_dir, read_trajectory, run_cli
-
-
-class SharedWithHeads(TaskModel):
-    """x -> shared linear -> per-task head, squared error to a per-task target; x from the example index."""
-
-    def __init__(self, tasks: list[str]) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(0)
-        self.shared = nn.Linear(2, 3)
-        self.heads = nn.ModuleDict({t: nn.Linear(3, 1) for t in tasks})
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen))
-        self.targets = {t: float(k + 1) * (-1) ** k for k, t in enumerate(tasks)}
-
-    def shared_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return [(f"shared.{n}", p) for n, p in self.shared.named_parameters()]
-
-    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
-        x = torch.stack([batch["index"].float() / 10.0, torch.ones(len(batch["index"]))], dim=1)
-        out = self.heads[task](torch.tanh(self.shared(x))).squeeze(-1)
-        return TaskOutput(loss=((out - self.targets[task]) ** 2).sum())
-
-
-def fit(model: TaskModel, algorithm, tasks: list[str], steps: int, lr: float, tmp_path) -> MultiTaskModule:
-    data = MultiTaskDataModule([SyntheticTaskDataModule(t, size=20) for t in tasks], seed=7, steps_per_epoch=steps)
-    module = MultiTaskModule(model, algorithm)
-    module.configure_optimizers = lambda: torch.optim.SGD(module.parameters(), lr=lr)  # LightningCLI's role
-    trainer = pl.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module, datamodule=data)
-    return module
+from tests.trainer_fixtures import SharedWithHeads, fit_synthetic
 
 
 def flat(model: nn.Module) -> torch.Tensor:
@@ -70,10 +26,10 @@ def flat(model: nn.Module) -> torch.Tensor:
 
 def test_sum_aggregator_is_mtl(tmp_path) -> None:
     tasks = ["a", "b", "c"]
-    with_sum, mtl = SharedWithHeads(tasks), SharedWithHeads(tasks)
-    fit(with_sum, Aggregator(Sum(), tasks_per_step=2), tasks, steps=3, lr=0.1, tmp_path=tmp_path)
-    fit(mtl, MTL(tasks_per_step=2), tasks, steps=3, lr=0.1, tmp_path=tmp_path)
-    assert not torch.equal(flat(with_sum), flat(SharedWithHeads(tasks)))
+    with_sum, mtl = SharedWithHeads(tasks, width=3), SharedWithHeads(tasks, width=3)
+    fit_synthetic(with_sum, Aggregator(Sum(), tasks_per_step=2), tasks, steps=3, lr=0.1, tmp_path=tmp_path)
+    fit_synthetic(mtl, MTL(tasks_per_step=2), tasks, steps=3, lr=0.1, tmp_path=tmp_path)
+    assert not torch.equal(flat(with_sum), flat(SharedWithHeads(tasks, width=3)))
     torch.testing.assert_close(flat(with_sum), flat(mtl))
 
 
@@ -81,8 +37,8 @@ def test_mean_aggregator_is_mtl_with_the_shared_step_divided_by_m(tmp_path) -> N
     # The landscape has only shared parameters: Mean with lr is MTL with lr / m.
     optima = {"a": [0.0, 10.0], "b": [0.0, 0.0], "c": [10.0, 0.0]}
     mean, mtl = SyntheticLandscape(optima=optima, init=[3.0, 4.0]), SyntheticLandscape(optima=optima, init=[3.0, 4.0])
-    fit(mean, Aggregator(Mean(), tasks_per_step=3), list(optima), steps=2, lr=0.3, tmp_path=tmp_path)
-    fit(mtl, MTL(tasks_per_step=3), list(optima), steps=2, lr=0.1, tmp_path=tmp_path)
+    fit_synthetic(mean, Aggregator(Mean(), tasks_per_step=3), list(optima), steps=2, lr=0.3, tmp_path=tmp_path)
+    fit_synthetic(mtl, MTL(tasks_per_step=3), list(optima), steps=2, lr=0.1, tmp_path=tmp_path)
     torch.testing.assert_close(mean.phi.detach(), mtl.phi.detach())
 
 
@@ -157,7 +113,7 @@ def test_state_that_cannot_be_saved_fails_clearly_on_resume() -> None:
 def test_stateful_aggregator_needs_every_task_every_step(tmp_path) -> None:
     optima = {"a": [0.0, 10.0], "b": [0.0, 0.0], "c": [10.0, 0.0]}
     with pytest.raises(ValueError, match="set tasks_per_step to the number of training tasks"):
-        fit(
+        fit_synthetic(
             SyntheticLandscape(optima=optima),
             Aggregator(TorchJDGradVac(), tasks_per_step=2),
             list(optima),

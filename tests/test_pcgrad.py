@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import math
 
-import lightning.pytorch as pl
 import pytest
 import torch
-from torch import nn
 
-from datamodules.multitask import MultiTaskDataModule
 from datamodules.schedule import IIDSchedule
-from datamodules.synthetic import SyntheticTaskDataModule
 from lightning_modules.algorithms.mtl import MTL
 from lightning_modules.algorithms.pcgrad import PCGrad
-from lightning_modules.models.base import TaskModel, TaskOutput
 from lightning_modules.models.synthetic import SyntheticLandscape
-from lightning_modules.multitask import MultiTaskModule
+from tests.trainer_fixtures import SharedWithHeads, fit_synthetic
 
 
 def paper_pcgrad(jacobian: torch.Tensor, seed: int) -> torch.Tensor:
@@ -137,46 +132,6 @@ def test_schedule_and_validation() -> None:
 
 
 # ------------------------------------------------------------------ a real step through Lightning
-class SharedWithHeads(TaskModel):
-    """x -> shared linear -> per-task head; loss (head(shared(x)) - target)² summed; x from the example index."""
-
-    def __init__(self, tasks: list[str]) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(0)
-        self.shared = nn.Linear(2, 2)
-        self.heads = nn.ModuleDict({t: nn.Linear(2, 1) for t in tasks})
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen))
-        self.targets = {t: float(k + 1) * (-1) ** k for k, t in enumerate(tasks)}
-
-    def shared_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return [(f"shared.{n}", p) for n, p in self.shared.named_parameters()]
-
-    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
-        x = torch.stack([batch["index"].float() / 10.0, torch.ones(len(batch["index"]))], dim=1)
-        out = self.heads[task](torch.tanh(self.shared(x))).squeeze(-1)
-        return TaskOutput(loss=((out - self.targets[task]) ** 2).sum())
-
-
-def fit(model: TaskModel, algorithm, tasks: list[str], steps: int, lr: float, tmp_path) -> MultiTaskModule:
-    data = MultiTaskDataModule([SyntheticTaskDataModule(t, size=20) for t in tasks], seed=7, steps_per_epoch=steps)
-    module = MultiTaskModule(model, algorithm)
-    module.configure_optimizers = lambda: torch.optim.SGD(module.parameters(), lr=lr)  # LightningCLI's role
-    trainer = pl.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module, datamodule=data)
-    return module
-
-
 def test_step_on_the_landscape_is_the_hand_worked_pcgrad_step(tmp_path) -> None:
     # L_i = -200 exp(-0.2 r_i): ∇L_i = 40 exp(-0.2 r_i) (φ - x_i) / r_i. From φ = (0,0):
     #   a at (5,0):  r = 5,   g_a = 40 e^-1 (-1, 0)
@@ -185,7 +140,7 @@ def test_step_on_the_landscape_is_the_hand_worked_pcgrad_step(tmp_path) -> None:
     gb = 40 * math.exp(-math.sqrt(2.0)) * torch.tensor([1.0, -1.0]) / math.sqrt(2.0)
     expected_direction = (ga - (ga @ gb) / (gb @ gb) * gb) + (gb - (gb @ ga) / (ga @ ga) * ga)
     model = SyntheticLandscape(optima={"a": [5.0, 0.0], "b": [-5.0, 5.0]}, init=[0.0, 0.0])
-    module = fit(model, PCGrad(tasks_per_step=2), ["a", "b"], steps=1, lr=0.01, tmp_path=tmp_path)
+    module = fit_synthetic(model, PCGrad(tasks_per_step=2), ["a", "b"], steps=1, lr=0.01, tmp_path=tmp_path)
     torch.testing.assert_close(model.phi.detach(), -0.01 * expected_direction)
     assert module.trainer.global_step == 1
 
@@ -208,7 +163,7 @@ def test_heads_keep_their_plain_gradient_and_shared_gets_the_surgery(tmp_path) -
 
     before = SharedWithHeads(tasks)
     model = SharedWithHeads(tasks)
-    fit(model, Spy(tasks_per_step=2), tasks, steps=1, lr=0.1, tmp_path=tmp_path)
+    fit_synthetic(model, Spy(tasks_per_step=2), tasks, steps=1, lr=0.1, tmp_path=tmp_path)
     sampled = captured["tasks"]
     assert len(sampled) == 2 and len(set(sampled)) == 2
     # independent: per-task gradients of the initial model on the same batches
@@ -238,6 +193,6 @@ def test_pcgrad_with_no_conflict_equals_mtl(tmp_path) -> None:
     phis = []
     for algorithm in (PCGrad(tasks_per_step=3), MTL(tasks_per_step=3)):
         model = SyntheticLandscape(optima=optima, init=[5.0, -20.0])
-        fit(model, algorithm, list(optima), steps=3, lr=0.05, tmp_path=tmp_path)
+        fit_synthetic(model, algorithm, list(optima), steps=3, lr=0.05, tmp_path=tmp_path)
         phis.append(model.phi.detach())
     torch.testing.assert_close(phis[0], phis[1])
