@@ -14,7 +14,7 @@ Scored with the MLQA script's per-language normalization (`MLQAMetric(context la
 
 from __future__ import annotations
 
-from datamodules.hf_base import ExtractiveQATask
+from datamodules.hf_qa import ExtractiveQATask
 
 MLQA_LANGUAGES: tuple[str, ...] = ("ar", "de", "en", "es", "hi", "vi", "zh")
 # The hub's parquet conversion of a script dataset: one folder per config, one per split inside.

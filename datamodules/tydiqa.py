@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from datamodules.hf_base import ExtractiveQATask
+from datamodules.hf_qa import ExtractiveQATask
 
 # Language code -> the id prefix of its examples (the gold-passage task has no Japanese or Thai).
 TYDIQA_LANGUAGES: dict[str, str] = {

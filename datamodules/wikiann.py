@@ -17,7 +17,8 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_warn
 
-from datamodules.hf_base import IGNORE_INDEX, Encoder, HFTaskDataModule, Kind
+from datamodules.hf_loading import IGNORE_INDEX, Encoder, Kind
+from datamodules.hf_task import HFTaskDataModule
 
 WIKIANN_LABELS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
 

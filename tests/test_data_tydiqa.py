@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.hf_base import ExampleGroupedBatchSampler, QAEncoder, answer_token_span
+from datamodules.hf_qa import ExampleGroupedBatchSampler, QAEncoder, answer_token_span
 from datamodules.tydiqa import TYDIQA_LANGUAGES, TyDiQATask, tydiqa_language
 from lightning_modules.metrics import MLQAMetric, SquadMetric
 from lightning_modules.models.span_qa import SpanQA, best_answers
