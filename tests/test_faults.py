@@ -68,29 +68,41 @@ def test_sigterm_exits_nonzero_saves_the_step_and_the_resume_is_exact(tmp_path: 
     assert_same_run(straight, run, STEPS)
 
 
-def test_kill_9_at_random_moments_loses_no_file_and_ends_exactly(tmp_path: Path) -> None:
-    straight = straight_run(tmp_path / "straight")
-    run = tmp_path / "run" / "synthetic" / "sequential_reptile" / "version_0"
+# method: (steps, kill points drawn in trajectory rows): long enough to be killed while training
+KILLED = {
+    "sequential_reptile": (STEPS, 3),
+    "reptile": (STEPS, 2),
+    "pcgrad": (STEPS // 2, 2),
+    "gradnorm": (STEPS // 2, 2),
+    "gradvac": (STEPS // 2, 2),
+}
+
+
+@pytest.mark.parametrize("method", KILLED)
+def test_kill_9_at_random_moments_loses_no_file_and_ends_exactly(tmp_path: Path, method: str) -> None:
+    steps, kills = KILLED[method]
+    config = str(SYNTHETIC / f"{method}.yaml")
+    fit = ["--config", config, f"--trainer.max_steps={steps}", *SETTINGS]
+    straight = log_dir(run_cli(fit, tmp_path / "straight"))
+    run = tmp_path / "run" / "synthetic" / method / "version_0"
     last = run / "checkpoints" / "last.ckpt"
-    chance = random.Random(0)
-    for attempt in range(3):
-        args = ["--config", CONFIG, f"--trainer.max_steps={STEPS}", *SETTINGS]
-        if last.exists():
-            args = ["--config", str(run / "config.yaml"), "--ckpt_path", str(last)]
+    chance = random.Random(method)
+    for attempt in range(kills):
+        args = ["--config", str(run / "config.yaml"), "--ckpt_path", str(last)] if last.exists() else fit
         before = rows(run)
         process = start(args, tmp_path / "run", tmp_path / f"log{attempt}")
-        target = before + chance.randint(100, 1200)
+        target = before + chance.randint(100, steps // 4)
         wait_until(lambda target=target: rows(run) >= target, process)
         time.sleep(chance.uniform(0, 0.05))
         process.kill()
         process.wait()
         checkpoint = read_checkpoint(last)  # complete and undamaged, whenever the kill came
-        assert 0 < checkpoint["global_step"] < STEPS
+        assert 0 < checkpoint["global_step"] < steps
         read_trajectory(run / "trajectory.csv")  # readable
 
     resume = ["--config", str(run / "config.yaml"), "--ckpt_path", str(last)]
     assert log_dir(run_cli(resume, tmp_path / "unused")) == run
-    assert_same_run(straight, run, STEPS)
+    assert_same_run(straight, run, steps)
     leftovers = [p.name for d in (run, run / "checkpoints") for p in d.glob(".*.tmp")]
     assert leftovers == []  # temporary files of interrupted writes are cleared when the run is taken up again
 

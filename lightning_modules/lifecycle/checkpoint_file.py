@@ -51,10 +51,11 @@ def check_checkpoint_file(path: str | os.PathLike[str]) -> Path:
 
 
 def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """A verified checkpoint, loaded as plain data (weights_only): never executes code from the file."""
+    """A verified checkpoint, loaded as plain data (weights_only: never executes code from the file) and
+    memory-mapped (its tensors are read from disk when used, so a check costs no second copy of the weights)."""
     path = check_checkpoint_file(path)
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError) as error:
         raise CheckpointFileError(
             f"checkpoint {path} cannot be read as a training checkpoint ({type(error).__name__}: "
