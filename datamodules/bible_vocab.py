@@ -1,14 +1,16 @@
 """The token ids of the parallel Bible in some languages: what the encoder's vocabulary is trimmed to.
 
 multilingual-e5-small has 250,037 embedding rows (96 M of its 118 M parameters); AdamW updates every row on
-every step because an embedding's gradient is dense. `EncoderClassifier(vocabulary=BibleVocabulary([...]))`
-keeps only the rows of the ids that the verses of the languages in use can produce (see
-`lightning_modules/models/vocab_trim.py`: for those texts the hidden states are exactly the untrimmed model's).
+every step because an embedding's gradient is dense. A model given this vocabulary keeps only the rows of the ids
+that the verses of the languages in use can produce (see `pretrained/vocab_trim.py`: for those texts the hidden
+states are exactly the untrimmed model's). Each `BibleGenreTask` gives the vocabulary of its language and
+`MultiTaskDataModule.vocabulary()` joins them over the seen and the unseen (zero-shot) tasks, so a model with
+`vocabulary: data` never trims away a language of the data (it would read `<unk>` almost everywhere); listing the
+languages by hand (`EncoderClassifier(vocabulary=BibleVocabulary([...]))`) still works.
 
 Every usable verse of each language is tokenized, in every split (train, validation, test, mlm) and without
 truncation, so the set covers whatever a `BibleGenreTask` of that language stores (any train size, seed or
-max_length: truncation only drops tokens) and the masked-LM callback's held-out text. List the seen and the
-unseen (zero-shot) languages: an unseen language trimmed away would read `<unk>` almost everywhere.
+max_length: truncation only drops tokens) and the masked-LM callback's held-out text.
 
 Tokenizing all 31k verses of 12 languages takes a few minutes on 2 CPU cores; the ids are cached in
 `cache_dir` (one small JSON per setting), keyed by the database file, the languages and translations, and the

