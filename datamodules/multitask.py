@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
@@ -62,10 +62,15 @@ class MultiTaskDataModule(pl.LightningDataModule):
                 return t
         raise KeyError(f"unknown task '{name}'; known: {', '.join(self.task_names + self.zero_shot_task_names)}")
 
+    def facts(self) -> dict[str, Any]:
+        """What a model may take from the data instead of a second list in its config: `task_names` (training,
+        then zero-shot) and `vocabulary`. The CLI links it to `MultiTaskModule(data=...)`."""
+        return {"task_names": self.eval_task_names(), "vocabulary": self.vocabulary()}
+
     def vocabulary(self) -> Vocabulary | None:
         """What the model's vocabulary may be trimmed to: the corpora of every task, seen and zero-shot (a
-        zero-shot language trimmed away would read `<unk>`). None unless every task names its corpus. The CLI
-        hands it to the model (`MultiTaskModule(vocabulary=...)`), so the languages are listed in the data only."""
+        zero-shot language trimmed away would read `<unk>`). None unless every task names its corpus. Part of
+        `facts()`, so the languages are listed in the data only."""
         from datamodules.bible_vocab import combine_vocabularies
 
         vocabularies = [task.vocabulary() for task in self.tasks + self.zero_shot_tasks]

@@ -75,9 +75,7 @@ class MultiTaskCLI(LightningCLI):
     # ------------------------------------------------------------------ parsing
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(FinalStepCheckpoint, "checkpoint")
-        parser.link_arguments(
-            "data", "model.vocabulary", compute_fn=MultiTaskDataModule.vocabulary, apply_on="instantiate"
-        )
+        parser.link_arguments("data", "model.data", compute_fn=MultiTaskDataModule.facts, apply_on="instantiate")
         parser.add_optimizer_args((Optimizer,))  # as LightningCLI would, but so its default can be set
         parser.set_defaults(
             {

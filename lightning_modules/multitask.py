@@ -14,7 +14,6 @@ from torchmetrics import MeanMetric
 from lightning_modules.algorithms.base import Algorithm
 from lightning_modules.eval_summary import format_results
 from lightning_modules.models.base import TaskModel
-from pretrained.vocabulary import Vocabulary
 
 StepListener = Callable[["MultiTaskModule", str, list[str]], None]
 
@@ -37,9 +36,9 @@ class MultiTaskModule(pl.LightningModule):
         algorithm: the update rule (MTL, PCGrad, ..., SequentialReptile).
         grad_clip_norm: clip the gradient norm of each inner step (Trainer's gradient_clip_val is not
             available under manual optimization). The paper does not say; default off.
-        vocabulary: the data's vocabulary (`MultiTaskDataModule.vocabulary()`, linked by the CLI, not set in a
-            config), handed to the model before the optimizer is built: a model with `vocabulary: data` trims its
-            embedding to it. Not a hyperparameter: a checkpoint's embedding carries its kept ids.
+        data: what the model may take from the data (`MultiTaskDataModule.facts()`: task names, vocabulary), set
+            by the CLI from `data:`, not in a config; handed to the model (`attach_data`) before the optimizer is
+            built. Not a hyperparameter: a checkpoint's state carries what the model made of it.
     """
 
     def __init__(
@@ -47,14 +46,14 @@ class MultiTaskModule(pl.LightningModule):
         model: TaskModel,
         algorithm: Algorithm,
         grad_clip_norm: float | None = None,
-        vocabulary: Vocabulary | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["vocabulary"], logger=False)
+        self.save_hyperparameters(ignore=["data"], logger=False)
         self.automatic_optimization = False
         self.model = model
-        if vocabulary is not None:
-            model.attach_vocabulary(vocabulary)
+        if data is not None:
+            model.attach_data(list(data["task_names"]), data["vocabulary"])
         self.algorithm = algorithm
         self.grad_clip_norm = grad_clip_norm
         self.task_names: list[str] = []

@@ -89,6 +89,24 @@ def test_per_task_heads_losses_and_metrics(tasks: dict[str, GlueTask], tokenizer
         GlueClassifier(["cola"], config=tiny_bert_config(vocab), num_labels={"rte": 2})
 
 
+def test_heads_from_the_data_are_those_of_the_task_list(tokenizer: str) -> None:
+    """`tasks="data"`: `attach_data` draws what the constructor draws for the same list (both sets of heads)."""
+    from tests.helpers import assert_identical
+
+    vocab = len(load_tokenizer(tokenizer))
+    torch.manual_seed(0)
+    listed = GlueClassifier(list(TABLE9_TASKS), config=tiny_bert_config(vocab), num_labels={"rte": 3})
+    torch.manual_seed(0)
+    late = GlueClassifier("data", config=tiny_bert_config(vocab), num_labels={"rte": 3})
+    late.attach_data(list(TABLE9_TASKS), None)
+    assert late.task_num_labels == listed.task_num_labels and late.heads["rte"].out_features == 3
+    assert [n for n, _ in late.named_parameters()] == [n for n, _ in listed.named_parameters()]
+    assert_identical(late.state_dict(), listed.state_dict())
+    rebuilt = GlueClassifier("data", config=tiny_bert_config(vocab), num_labels={"rte": 3})
+    rebuilt.load_state_dict(listed.state_dict())
+    assert_identical(rebuilt.state_dict(), listed.state_dict())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["mtl", "sequential_reptile", "pcgrad"])
 def test_table9_configs_train_a_few_steps_offline(method: str, tmp_path: Path) -> None:
@@ -105,4 +123,4 @@ def test_table9_configs_have_every_method_with_one_head_per_task() -> None:
     for name, config in configs.items():
         tasks = [t["init_args"]["task"] for t in config["data"]["tasks"]]
         assert tasks == list(TABLE9_TASKS), name
-        assert config["model"]["model"]["init_args"]["tasks"] == tasks, name
+        assert config["model"]["model"]["init_args"]["tasks"] == "data", name  # the heads: one per data task

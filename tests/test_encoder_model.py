@@ -128,14 +128,36 @@ def test_the_data_vocabulary_trims_exactly_as_an_explicit_one(bible_tokenizer) -
     late = EncoderClassifier(config=config, tokenizer=tokenizer, num_labels=3, vocabulary="data")
     with pytest.raises(ValueError, match="given no vocabulary"):
         late.check_tasks(["a"])
-    late.attach_vocabulary(vocabulary)
+    late.attach_data(["a"], vocabulary)
     assert late.vocab_keep_ids == explicit.vocab_keep_ids and len(explicit.vocab_keep_ids) < 40
     assert [n for n, _ in late.named_parameters()] == [n for n, _ in explicit.named_parameters()]
     assert_identical(late.state_dict(), explicit.state_dict())
     assert_identical(late.pretrained_reference(), explicit.pretrained_reference())
     with pytest.raises(ValueError, match="already trimmed"):
-        late.attach_vocabulary(vocabulary)
-    explicit.attach_vocabulary(TokenIdsVocabulary([9]))  # it did not ask for the data's: ignored
+        late.attach_data(["a"], vocabulary)
+    explicit.attach_data(["a"], TokenIdsVocabulary([9]))  # it did not ask for the data's: ignored
     assert explicit.vocab_keep_ids == late.vocab_keep_ids
     with pytest.raises(ValueError, match="vocabulary must be"):
         EncoderClassifier(config=config, vocabulary="bible")  # type: ignore[arg-type]
+
+
+def test_per_task_heads_from_the_data_are_those_of_a_task_list() -> None:
+    """`tasks="data"`: the heads made by `attach_data` (and by loading a state dict into a rebuilt model) equal
+    those the constructor makes from the same list after the same seed, in the same parameter order."""
+    from tests.helpers import assert_identical
+
+    torch.manual_seed(0)
+    listed = EncoderClassifier(config=TINY, num_labels=3, head="per_task", tasks=["b", "a"])
+    torch.manual_seed(0)
+    late = EncoderClassifier(config=TINY, num_labels=3, head="per_task", tasks="data")
+    with pytest.raises(ValueError, match="given no task names"):
+        late.check_tasks(["b"])
+    late.attach_data(["b", "a"], None)
+    assert [n for n, _ in late.named_parameters()] == [n for n, _ in listed.named_parameters()]
+    assert_identical(late.state_dict(), listed.state_dict())
+    with pytest.raises(ValueError, match="already made"):
+        late.attach_data(["b", "a"], None)
+    rebuilt = EncoderClassifier(config=TINY, num_labels=3, head="per_task", tasks="data")
+    rebuilt.load_state_dict(listed.state_dict())
+    assert list(rebuilt.heads) == ["b", "a"]
+    assert_identical(rebuilt.state_dict(), listed.state_dict())

