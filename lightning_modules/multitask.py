@@ -12,18 +12,11 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from lightning_modules.algorithms.base import Algorithm
+from lightning_modules.errors import NonFiniteLossError, NonFiniteParametersError
 from lightning_modules.eval_summary import format_results
 from lightning_modules.models.base import TaskModel
 
 StepListener = Callable[["MultiTaskModule", str, list[str]], None]
-
-
-class NonFiniteLossError(RuntimeError):
-    """A task loss became NaN or infinite; raised before the parameters are touched."""
-
-
-class NonFiniteParametersError(RuntimeError):
-    """An update made parameters NaN or infinite; raised before any checkpoint can hold them."""
 
 
 class MultiTaskModule(pl.LightningModule):

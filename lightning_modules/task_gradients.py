@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from lightning_modules.multitask import MultiTaskModule
+    from lightning_modules.algorithms.protocol import TrainingModule
 
 
-def split_parameters(module: MultiTaskModule) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+def split_parameters(module: TrainingModule) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(shared, task-specific) trainable parameters of the module's model."""
     shared = [p for _, p in module.model.shared_named_parameters() if p.requires_grad]
     shared_ids = {id(p) for p in shared}
@@ -24,7 +24,7 @@ def split_parameters(module: MultiTaskModule) -> tuple[list[nn.Parameter], list[
 
 
 def task_jacobian(
-    module: MultiTaskModule,
+    module: TrainingModule,
     batch: list[tuple[str, Any]],
     shared: list[nn.Parameter],
     specific: list[nn.Parameter],

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from lightning_modules.algorithms.mtl import MTL
+from lightning_modules.errors import NonFiniteLossError
 
 if TYPE_CHECKING:
     from datamodules.streams import MultiTaskBatch
@@ -298,8 +299,6 @@ class SWEP(MTL):
             perturbed = module.model(task, batch).loss
         loss = 0.5 * (clean + perturbed) + self.beta * kl
         if not torch.isfinite(loss):  # before any backward: the parameters stay untouched
-            from lightning_modules.multitask import NonFiniteLossError
-
             raise NonFiniteLossError(
                 f"non-finite SWEP loss on task '{task}': perturbed loss {perturbed.item()}, KL {kl.item()}"
             )
