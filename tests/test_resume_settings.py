@@ -53,8 +53,8 @@ def test_a_checkpoint_of_another_algorithm_is_refused_and_its_run_left_untouched
     ("args", "listed"),
     [
         (["--model.algorithm.inner_steps=20"], "model.algorithm.init_args.inner_steps: 10 -> 20"),
-        (["--model.algorithm.outer_lr=0.3"], "model.algorithm.init_args.outer_lr: 0.1 -> 0.3"),
-        (["--optimizer.lr=0.01"], "optimizer.init_args.lr: 0.05 -> 0.01"),
+        pytest.param(["--model.algorithm.outer_lr=0.3"], "outer_lr: 0.1 -> 0.3", marks=pytest.mark.slow),
+        pytest.param(["--optimizer.lr=0.01"], "optimizer.init_args.lr: 0.05 -> 0.01", marks=pytest.mark.slow),
         (["--trainer.precision=64-true"], "trainer.precision: '32-true' -> '64-true'"),
         (
             ["--data.tasks.init_args.batch_size=2", "--model.algorithm.q=1.0"],
@@ -74,7 +74,10 @@ def test_a_changed_setting_is_refused_naming_old_and_new(sr_run: Path, args: lis
 
 @pytest.mark.parametrize(
     ("args", "listed"),
-    [(["--seed_everything=3"], "seed_everything: 42 -> 3"), (["--data.seed=5"], "data.seed: 1234 -> 5")],
+    [
+        (["--seed_everything=3"], "seed_everything: 42 -> 3"),
+        pytest.param(["--data.seed=5"], "data.seed: 1234 -> 5", marks=pytest.mark.slow),
+    ],
     ids=["seed", "data-seed"],
 )
 def test_a_random_stream_cannot_change_even_on_purpose(sr_run: Path, args: list[str], listed: str) -> None:
