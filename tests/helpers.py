@@ -99,6 +99,19 @@ def add_callback(class_path: str, **init_args: Any) -> str:
     return "--trainer.callbacks+=" + yaml.safe_dump({"class_path": class_path, "init_args": init_args}, width=1e9)
 
 
+def best_checkpoint_callback(**schedule: Any) -> str:
+    """A `--trainer.callbacks+=` argument for the run's best-validation checkpoint (lowest val/avg/loss, one file
+    best-{step}.ckpt); `schedule` says when it saves (every_n_train_steps=3, every_n_epochs=1, ...)."""
+    return add_callback(
+        "lightning.pytorch.callbacks.ModelCheckpoint",
+        monitor="val/avg/loss",
+        mode="min",
+        save_top_k=1,
+        filename="best-{step}",
+        **schedule,
+    )
+
+
 def tiny_config(
     path: Path,
     algorithm: dict[str, Any],

@@ -14,7 +14,15 @@ import yaml
 from datamodules.multitask import MultiTaskDataModule
 from lightning_modules.models.synthetic import SyntheticLandscape
 from lightning_modules.multitask import MultiTaskModule
-from tests.helpers import OPTIMA, SYNTHETIC, add_callback, load_checkpoint, log_dir, read_trajectory, run_cli
+from tests.helpers import (
+    OPTIMA,
+    SYNTHETIC,
+    best_checkpoint_callback,
+    load_checkpoint,
+    log_dir,
+    read_trajectory,
+    run_cli,
+)
 
 CONFIGS = sorted(p for p in SYNTHETIC.glob("*.yaml") if not p.name.startswith("_"))
 
@@ -117,14 +125,7 @@ def test_validate_and_test_from_a_checkpoint_evaluate_phi(tmp_path: Path) -> Non
 
 
 def test_ckpt_path_best_resolves_to_the_runs_best_checkpoint_in_a_new_process(tmp_path: Path) -> None:
-    best_cb = add_callback(
-        "lightning.pytorch.callbacks.ModelCheckpoint",
-        monitor="val/avg/loss",
-        mode="min",
-        save_top_k=1,
-        filename="best-{step}",
-        every_n_train_steps=3,
-    )
+    best_cb = best_checkpoint_callback(every_n_train_steps=3)
     args = ["--config", str(SYNTHETIC / "mtl.yaml"), "--trainer.max_steps=9", "--trainer.val_check_interval=3"]
     fit_dir = log_dir(run_cli([*args, best_cb], tmp_path))
     saved = sorted(p.name for p in (fit_dir / "checkpoints").glob("best-*.ckpt"))
@@ -143,15 +144,7 @@ def test_ckpt_path_best_resolves_to_the_runs_best_checkpoint_in_a_new_process(tm
 def test_best_is_found_when_the_last_step_is_both_a_save_and_a_validation(tmp_path: Path) -> None:
     """last.ckpt was written at the last step before that step's validation chose a new best (and deleted the
     old one), so it recorded a file that no longer existed; it is now written again after the validation."""
-    best_cb = add_callback(
-        "lightning.pytorch.callbacks.ModelCheckpoint",
-        monitor="val/avg/loss",
-        mode="min",
-        save_top_k=1,
-        filename="best-{step}",
-        every_n_epochs=1,
-        save_on_train_epoch_end=False,
-    )
+    best_cb = best_checkpoint_callback(every_n_epochs=1, save_on_train_epoch_end=False)
     args = ["--config", str(SYNTHETIC / "mtl.yaml"), "--trainer.max_steps=9", "--trainer.val_check_interval=3"]
     fit_dir = log_dir(run_cli([*args, "--checkpoint.every_n_train_steps=3", best_cb], tmp_path))
     (best,) = (fit_dir / "checkpoints").glob("best-*.ckpt")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SYNTHETIC, add_callback, load_checkpoint, log_dir, run_cli
+from tests.helpers import SYNTHETIC, best_checkpoint_callback, load_checkpoint, log_dir, run_cli
 
 SR = str(SYNTHETIC / "sequential_reptile.yaml")
 
@@ -71,14 +71,7 @@ def test_resume_keeps_last_ckpt_current(tmp_path: Path, form: str) -> None:
 def test_a_moved_run_keeps_its_best_checkpoint_record(tmp_path: Path) -> None:
     """The monitoring ModelCheckpoint's record (best score and file) moves with the run: without that, a resume
     forgot the best score, saved a worse model as "best" and left the old best file behind."""
-    best = add_callback(
-        "lightning.pytorch.callbacks.ModelCheckpoint",
-        monitor="val/avg/loss",
-        mode="min",
-        save_top_k=1,
-        filename="best-{step}",
-        every_n_train_steps=3,
-    )
+    best = best_checkpoint_callback(every_n_train_steps=3)
     run = fit(tmp_path / "logs", 9, "--trainer.val_check_interval=3", best)
     before = load_checkpoint(run / "checkpoints" / "last.ckpt")["callbacks"]
     target = tmp_path / "moved" / "version_0"
