@@ -20,8 +20,9 @@ class FinalStepCheckpoint(ModelCheckpoint):
       checkpoint directory is the one resumed from under another spelling (relative or absolute, a symlink) or
       after the run directory was moved or copied. Lightning compares the directories as strings, drops the
       record on any difference and then writes last-v1.ckpt next to a last.ckpt that stays old.
-    - Its record is found again after a resume that changed its interval: Lightning keys a callback's state by
-      its arguments, so the record was dropped and last-v1.ckpt written next to an old last.ckpt.
+    - Its own record is found again after a resume that changed its interval (Lightning keys a callback's state
+      by its arguments, which dropped the record with the same consequence).
+    - A run stopped inside an epoch (max_steps, a signal) is saved as that epoch in progress.
     - Settings that would leave a run without a resumable last.ckpt are refused.
     """
 
@@ -29,6 +30,7 @@ class FinalStepCheckpoint(ModelCheckpoint):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._saving_at_end = False
         if self.save_last is not True:
             raise ValueError(
                 f"checkpoint.save_last must be true (got {self.save_last!r}): resume, preemption and "
@@ -59,7 +61,7 @@ class FinalStepCheckpoint(ModelCheckpoint):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        if getattr(self, "_saving_at_end", False) and stopped_mid_epoch(trainer):
+        if self._saving_at_end and stopped_mid_epoch(trainer):
             reopen_epoch(checkpoint)
 
     @property
