@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lightning_modules.lifecycle.atomic import atomic_writer  # noqa: E402
+from pretrained.files import atomic_writer  # noqa: E402
 
 BOUNDS = (-10.0, 25.0, -10.0, 20.0)  # x_min, x_max, y_min, y_max: the optima, (20, 5) and Appendix F inits
 

@@ -20,7 +20,6 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from callbacks.periodic import PeriodicMeasurement
-from lightning_modules.lifecycle.atomic import atomic_write_text
 from lightning_modules.models.mlm_probe import (
     MaskedBatch,
     MLMHead,
@@ -31,6 +30,7 @@ from lightning_modules.models.mlm_probe import (
     pretrained_head,
     vocabulary_rows,
 )
+from pretrained.files import atomic_write_text
 
 MLM_HEADER = ["step", "language", "group", "loss", "tokens"]
 PROBE_NOTE = (

@@ -13,7 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from lightning_modules.lifecycle.atomic import atomic_write_text
+from pretrained.files import atomic_write_text
 
 
 class PeriodicMeasurement(Callback):

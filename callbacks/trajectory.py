@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
 from callbacks.landscape_plot import save_trajectory_png
-from lightning_modules.lifecycle.atomic import atomic_write_text
+from pretrained.files import atomic_write_text
 
 HEADER = ["step", "phase", "task", "x", "y"]
 REPTILE_FAMILY = ("Reptile", "SequentialReptile")

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules import bible
+from pretrained.files import atomic_writer
 from pretrained.vocabulary import Vocabulary, combine_vocabularies
 
 __all__ = ["BibleVocabulary", "combine_vocabularies"]
@@ -117,11 +116,8 @@ class BibleVocabulary(Vocabulary):
             "verses": verses_read,
             "seconds": round(seconds, 1),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
+        with atomic_writer(path) as f:  # a concurrent builder writes the same content
             json.dump(record, f)
-        os.replace(tmp, path)  # atomic: a concurrent builder writes the same content
         rank_zero_info(
             f"bible vocabulary: {len(ordered)} distinct token ids in {verses_read} verses of "
             f"{', '.join(self.languages)} ({seconds:.0f} s, cached in {path})"

@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from torch.utils.data import DataLoader, Subset
 from datamodules.multitask import MultiTaskDataModule
 from datamodules.schedule import IIDSchedule, ScheduleSpec
 from datamodules.task import TaskDataModule
+from pretrained.files import atomic_path
 
 CACHE_VERSION = 1
 FINGERPRINT_SAMPLES = 256
@@ -268,15 +268,8 @@ def _digest(key: dict[str, Any]) -> str:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from lightning_modules.lifecycle import (
     StoppedBySignal,
     read_checkpoint,
 )
-from lightning_modules.lifecycle.atomic import atomic_write_text
 from lightning_modules.lifecycle.config_files import check_config_files
 from lightning_modules.lifecycle.run_config import (
     DEFINING_KEYS,
@@ -40,6 +39,7 @@ from lightning_modules.lifecycle.run_config import (
 )
 from lightning_modules.lifecycle.run_dir import best_checkpoint, default_logger, is_run_logger
 from lightning_modules.multitask import MultiTaskModule, check_checkpoint_compatible
+from pretrained.files import atomic_write_text
 
 __all__ = ["FinalStepCheckpoint", "MultiTaskCLI"]
 

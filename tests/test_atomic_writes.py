@@ -12,7 +12,7 @@ import torch
 
 from callbacks.periodic import StepCsv
 from lightning_modules.lifecycle import AtomicCheckpointIO, RunDirectoryBusy, RunLock, read_checkpoint
-from lightning_modules.lifecycle.atomic import atomic_writer
+from pretrained.files import atomic_writer
 from tests.helpers import SYNTHETIC, log_dir, run_cli
 
 
@@ -38,7 +38,7 @@ def test_checkpoints_are_written_beside_their_final_path(tmp_path: Path, monkeyp
         renames.append((Path(src), Path(dst)))
         real_replace(src, dst)
 
-    monkeypatch.setattr("lightning_modules.lifecycle.atomic.os.replace", replace)
+    monkeypatch.setattr("pretrained.files.os.replace", replace)
     target = tmp_path / "checkpoints" / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(3)}}, target)
     ((src, dst),) = renames
@@ -72,7 +72,7 @@ def test_a_csv_rewrite_killed_midway_keeps_the_history(tmp_path: Path, monkeypat
     def dies(*args, **kwargs) -> None:
         raise Killed
 
-    monkeypatch.setattr("lightning_modules.lifecycle.atomic.os.replace", dies)
+    monkeypatch.setattr("pretrained.files.os.replace", dies)
     with pytest.raises(Killed):
         table.resume(100)
     assert table.path.read_text() == history

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from lightning_modules.lifecycle.atomic import atomic_writer
+from pretrained.files import atomic_writer
 
 
 class CheckpointFileError(ValueError):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from lightning_modules.lifecycle.atomic import atomic_write_text, remove_stale_temporaries
+from pretrained.files import atomic_write_text, remove_stale_temporaries
 
 LOCK_NAME = ".run.lock"
 OWNER_NAME = ".run.lock.owner"

@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from pretrained.files import atomic_path
 from pretrained.vocab_trim import TrimmedEmbedding
 
 log = logging.getLogger(__name__)
@@ -411,11 +411,8 @@ def load_or_fit_probe_head(
             log.warning("ignoring unreadable probe head cache %s (%s); fitting again", path, err)
     head, report = fit_probe_head(reference_encoder, tokenizer, texts, max_length, mask_prob, settings)
     state = {k: v for k, v in head.state_dict().items() if k != "decoder"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    torch.save({"key": key, "state": state, "report": report}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, "state": state, "report": report}, tmp)
     rank_zero_info(
         f"masked-LM probe head fitted in {report['seconds']:.0f} s on {report['tokens_fit']} masked tokens "
         f"(held-out loss {report['holdout_loss_before']:.2f} -> {report['holdout_loss_after']:.2f}); cached in {path}"

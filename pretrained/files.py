@@ -1,7 +1,9 @@
-"""Atomic file replacement: a kill at any moment leaves either the old file or the new one, never a mix.
+"""Files that a run or a cache owns: atomic replacement and an inter-process lock, used by the data, the models,
+the callbacks and the run lifecycle alike.
 
-The new content goes to a temporary file in the destination's own directory (so the final rename never
-crosses a filesystem), is flushed to disk, then renamed over the destination with `os.replace`."""
+Atomic replacement: a kill at any moment leaves either the old file or the new one, never a mix. The new content
+goes to a temporary file in the destination's own directory (so the final rename never crosses a filesystem), is
+flushed to disk, then renamed over the destination with `os.replace`."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from filelock import FileLock
 
 
 @contextmanager
@@ -33,6 +37,31 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: 
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside `path` for writers that want a file name (torch.save, numpy.save, ...); it
+    replaces `path` only if the block completes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """An exclusive lock between processes (DDP ranks, parallel jobs) that build the same cache: the first builds,
+    the others wait and then find it built. The kernel releases it if the holder dies."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path)):
+        yield
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
