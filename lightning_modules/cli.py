@@ -70,6 +70,7 @@ class MultiTaskCLI(LightningCLI):
         self.preemption: PreemptionCheckpoint | None = None
         self._checkpoint: dict[str, Any] | None = None
         self._changes: list[tuple[str, Any, Any]] = []
+        self._run_config: dict[str, Any] = {}  # the command's settings that define a run (DEFINING_KEYS)
         super().__init__(MultiTaskModule, MultiTaskDataModule, **kwargs)
 
     # ------------------------------------------------------------------ parsing
@@ -137,6 +138,7 @@ class MultiTaskCLI(LightningCLI):
             self.save_config_callback = None  # validate/test must not overwrite the training run's config.yaml
         if self.subcommand == "fit":
             check_training_length(config["trainer"])
+        self._run_config = defining_config(self._plain_config(config))
         ckpt_path = config.get("ckpt_path")
         if self.subcommand in ("validate", "test"):
             if ckpt_path == "best":
@@ -155,14 +157,14 @@ class MultiTaskCLI(LightningCLI):
         if ckpt_path is not None:
             self._checkpoint = read_checkpoint(ckpt_path)
             keys = DEFINING_KEYS if self.subcommand == "fit" else EVALUATION_KEYS
-            self._changes = self._compare_with_checkpoint(config, keys, ckpt_path, allow_changes)
+            self._changes = self._compare_with_checkpoint(keys, ckpt_path, allow_changes)
         logger = config["trainer"].get("logger")
         if logger in (None, True) or is_run_logger(logger, ckpt_path):
             root = config["trainer"].get("default_root_dir") or "logs"
             config["trainer"]["logger"] = default_logger(config.get("config"), ckpt_path, root)
 
     def _compare_with_checkpoint(
-        self, config: Any, keys: tuple[str, ...], ckpt_path: str, allow_changes: bool
+        self, keys: tuple[str, ...], ckpt_path: str, allow_changes: bool
     ) -> list[tuple[str, Any, Any]]:
         saved = (self._checkpoint or {}).get("multitask", {}).get("run_config")
         if saved is None:
@@ -172,8 +174,7 @@ class MultiTaskCLI(LightningCLI):
                 file=sys.stderr,
             )
             return []
-        current = defining_config(self._plain_config(config), keys)
-        changed = differences({k: saved.get(k) for k in keys}, current)
+        changed = differences({k: saved.get(k) for k in keys}, {k: self._run_config[k] for k in keys})
         fixed = [change for change in changed if is_fixed(change[0])]
         if fixed and self.subcommand == "fit":
             raise ValueError(
@@ -199,7 +200,7 @@ class MultiTaskCLI(LightningCLI):
         # Fail on incompatible checkpoint/model/data/algorithm before any data is prepared, any file is
         # written into the log directory (config.yaml) or any step is taken.
         if self.subcommand == "fit":
-            self.model.run_config = defining_config(self._plain_config(self.config["fit"]))
+            self.model.run_config = self._run_config
             prefix = "optimizer.init_args."
             self.model.optimizer_overrides = sorted(
                 k[len(prefix) :] for k, _, _ in self._changes if k.startswith(prefix)

@@ -36,7 +36,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,9 @@ from typing import Any
 
 import cloudpickle
 import submitit
+
+from lightning_modules.lifecycle.run_dir import recorded_best
+from pretrained.files import atomic_write_text
 
 TRAIN = Path(__file__).resolve().parents[1] / "train.py"
 MANAGED = ("config", "seed_everything", "trainer.default_root_dir")
@@ -162,7 +164,7 @@ def run_point(run: Run) -> dict[str, Any]:
             [run.python, str(TRAIN), *test, "--trainer.enable_progress_bar", "false"], check=True, cwd=run.cwd, env=env
         )
     row = {**run.grid, "seed": run.seed, "run_dir": str(run_dir), **read_metrics(run_dir)}
-    write_atomic(root / "done.json", json.dumps(row, indent=1) + "\n")
+    atomic_write_text(root / "done.json", json.dumps(row, indent=1) + "\n")
     return row
 
 
@@ -177,15 +179,7 @@ def find_run_dir(root: Path) -> Path:
 def has_best_checkpoint(run_dir: Path) -> bool:
     """Whether a ModelCheckpoint with a monitor saved a best checkpoint, as `test --ckpt_path best` needs."""
     last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        return False
-    import torch
-
-    states = torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
-    return any(
-        "Checkpoint" in key and isinstance(state, dict) and state.get("monitor") and state.get("best_model_path")
-        for key, state in states.items()
-    )
+    return last.is_file() and any(recorded_best(last).values())
 
 
 def read_metrics(run_dir: Path) -> dict[str, float]:
@@ -212,13 +206,6 @@ def read_metrics(run_dir: Path) -> dict[str, float]:
     }
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a temporary file next to `path`, then rename it over `path`: readers never see half a file."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False, newline="") as f:
-        f.write(text)
-    os.replace(f.name, path)
-
-
 # ------------------------------------------------------------------------------------------------ results
 def write_results(out: Path, roots: Sequence[Path] = ()) -> Path:
     """DIR/results.csv from every done.json under DIR/runs: the runs of `roots` in that order, then any others."""
@@ -235,7 +222,7 @@ def write_results(out: Path, roots: Sequence[Path] = ()) -> Path:
     writer.writeheader()
     writer.writerows(rows)
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "results.csv", text.getvalue())
+    atomic_write_text(out / "results.csv", text.getvalue())
     return out / "results.csv"
 
 

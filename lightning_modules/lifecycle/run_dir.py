@@ -44,6 +44,17 @@ def is_run_logger(logger: Any, ckpt_path: str | None) -> bool:
     return str(logger.class_path).endswith("TensorBoardLogger") and args.get("version") is None
 
 
+def recorded_best(last: Path) -> dict[str, str]:
+    """monitor -> the best checkpoint path ("" if none was saved yet) of every monitoring ModelCheckpoint whose
+    record a run's last.ckpt holds."""
+    states = read_checkpoint(last).get("callbacks", {})
+    return {
+        state["monitor"]: state.get("best_model_path") or ""
+        for key, state in states.items()
+        if "Checkpoint" in key and isinstance(state, dict) and state.get("monitor")
+    }
+
+
 def best_checkpoint(config_paths: list[Any] | None) -> str:
     """`validate|test --config <run>/config.yaml --ckpt_path best` in a new process: Lightning resolves "best"
     only right after `fit` in the same process, so read the best path that the run's monitoring ModelCheckpoint
@@ -55,12 +66,7 @@ def best_checkpoint(config_paths: list[Any] | None) -> str:
             "--ckpt_path best needs --config <run>/config.yaml of a training run with <run>/checkpoints/last.ckpt"
             + (f"; {last} does not exist" if last is not None else "")
         )
-    states = read_checkpoint(last).get("callbacks", {})
-    best = {
-        state["monitor"]: state.get("best_model_path") or ""
-        for key, state in states.items()
-        if "Checkpoint" in key and isinstance(state, dict) and state.get("monitor")
-    }
+    best = recorded_best(last)
     if len(best) != 1 or not next(iter(best.values())):
         found = ", ".join(best) or "none"
         raise ValueError(
