@@ -8,6 +8,7 @@ accuracy for the seven classification tasks and Pearson correlation for STS-B).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from datamodules.hf_base import TextClassificationTask
 
@@ -42,8 +43,11 @@ class GlueTask(TextClassificationTask):
 
     Args:
         task: the `nyu-mll/glue` config: cola sst2 mrpc qqp stsb mnli qnli rte wnli.
+        tokenizer: as in `HFTaskDataModule`.
+        name: the task name (default: the config name).
+        path, config_name: the hub dataset and its config (default: `task`).
         val_split / test_split: default: the task's validation split (GLUE's test labels are hidden).
-    The other arguments are `HFTaskDataModule`'s.
+        **kwargs: the loading arguments of `HFTaskDataModule`.
     """
 
     def __init__(
@@ -51,22 +55,12 @@ class GlueTask(TextClassificationTask):
         task: str,
         tokenizer: str,
         name: str | None = None,
+        *,
         path: str | None = "nyu-mll/glue",
         config_name: str | None = None,
-        revision: str | None = None,
-        data_files: dict[str, str | list[str]] | None = None,
-        data_field: str | None = None,
-        train_split: str | None = "train",
         val_split: str | None = None,
         test_split: str | None = None,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        max_length: int = 128,
-        max_train_examples: int | None = None,
-        max_eval_examples: int | None = None,
-        cache_dir: str | None = None,
-        num_proc: int | None = None,
-        pad_to_multiple_of: int | None = None,
+        **kwargs: Any,
     ) -> None:
         if task not in GLUE_SPECS:
             raise ValueError(f"unknown GLUE task {task!r}; known: {', '.join(GLUE_SPECS)}")
@@ -79,20 +73,9 @@ class GlueTask(TextClassificationTask):
             regression=spec.num_labels == 1,
             path=path,
             config_name=config_name or task,
-            revision=revision,
-            data_files=data_files,
-            data_field=data_field,
-            train_split=train_split,
             val_split=val_split or spec.val_split,
             test_split=test_split or spec.val_split,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            max_length=max_length,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            cache_dir=cache_dir,
-            num_proc=num_proc,
-            pad_to_multiple_of=pad_to_multiple_of,
+            **kwargs,
         )
         self.task = task
         self.num_labels = spec.num_labels

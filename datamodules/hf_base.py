@@ -101,43 +101,21 @@ class TextClassificationTask(HFTaskDataModule):
         text_fields: list[str],
         label_field: str = "label",
         regression: bool = False,
-        path: str | None = None,
-        config_name: str | None = None,
-        revision: str | None = None,
-        data_files: dict[str, str | list[str]] | None = None,
-        data_field: str | None = None,
-        train_split: str | None = "train",
-        val_split: str | None = "validation",
-        test_split: str | None = "test",
+        *,
         batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        max_length: int = 128,
-        max_train_examples: int | None = None,
-        max_eval_examples: int | None = None,
-        cache_dir: str | None = None,
-        num_proc: int | None = None,
-        pad_to_multiple_of: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            name=name,
-            tokenizer=tokenizer,
-            path=path,
-            config_name=config_name,
-            revision=revision,
-            data_files=data_files,
-            data_field=data_field,
-            train_split=train_split,
-            val_split=val_split,
-            test_split=test_split,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            max_length=max_length,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            cache_dir=cache_dir,
-            num_proc=num_proc,
-            pad_to_multiple_of=pad_to_multiple_of,
-        )
+        """
+        Args:
+            name: the task name.
+            tokenizer: as in `HFTaskDataModule`.
+            text_fields: the column of the text, or the two columns of a pair.
+            label_field: the column of the class id (or score).
+            regression: a float score (STS-B) instead of a class id.
+            batch_size: training examples per batch (paper §4.3: 32).
+            **kwargs: the loading arguments of `HFTaskDataModule`.
+        """
+        super().__init__(name=name, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
         if len(text_fields) not in (1, 2):
             raise ValueError(f"task '{name}': text_fields must name one or two columns, got {text_fields}")
         self.text_fields = list(text_fields)

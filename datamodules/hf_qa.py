@@ -74,45 +74,24 @@ class ExtractiveQATask(HFTaskDataModule):
         self,
         name: str,
         tokenizer: str,
-        path: str | None = None,
-        config_name: str | None = None,
-        revision: str | None = None,
-        data_files: dict[str, str | list[str]] | None = None,
-        data_field: str | None = None,
-        train_split: str | None = "train",
-        val_split: str | None = "validation",
-        test_split: str | None = "test",
-        batch_size: int = 12,
-        eval_batch_size: int | None = None,
-        max_length: int = 384,
         stride: int = 128,
         max_query_length: int = 64,
-        max_train_examples: int | None = None,
-        max_eval_examples: int | None = None,
-        cache_dir: str | None = None,
-        num_proc: int | None = None,
-        pad_to_multiple_of: int | None = None,
+        *,
+        batch_size: int = 12,
+        max_length: int = 384,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            name=name,
-            tokenizer=tokenizer,
-            path=path,
-            config_name=config_name,
-            revision=revision,
-            data_files=data_files,
-            data_field=data_field,
-            train_split=train_split,
-            val_split=val_split,
-            test_split=test_split,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            max_length=max_length,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            cache_dir=cache_dir,
-            num_proc=num_proc,
-            pad_to_multiple_of=pad_to_multiple_of,
-        )
+        """
+        Args:
+            name: the task name.
+            tokenizer: as in `HFTaskDataModule`.
+            stride: tokens shared by consecutive windows of a long passage (XTREME: 128).
+            max_query_length: the question is cut to this many tokens (XTREME: 64).
+            batch_size: training features per batch (paper §4.2: 12).
+            max_length: tokens per window (XTREME: 384).
+            **kwargs: the loading arguments of `HFTaskDataModule`.
+        """
+        super().__init__(name=name, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length, **kwargs)
         if max_query_length < 1:
             raise ValueError(f"task '{name}': max_query_length must be >= 1, got {max_query_length}")
         # [CLS] question [SEP] passage [SEP]: the passage gets at least max_length - max_query_length - 3 tokens,

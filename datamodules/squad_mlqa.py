@@ -14,6 +14,8 @@ Scored with the MLQA script's per-language normalization (`MLQAMetric(context la
 
 from __future__ import annotations
 
+from typing import Any
+
 from datamodules.hf_qa import ExtractiveQATask
 
 MLQA_LANGUAGES: tuple[str, ...] = ("ar", "de", "en", "es", "hi", "vi", "zh")
@@ -29,46 +31,22 @@ class SquadTask(ExtractiveQATask):
         self,
         tokenizer: str,
         name: str = "squad",
+        *,
         path: str | None = "rajpurkar/squad",
         config_name: str | None = "plain_text",
-        revision: str | None = None,
-        data_files: dict[str, str | list[str]] | None = None,
-        data_field: str | None = None,
-        train_split: str | None = "train",
-        val_split: str | None = "validation",
         test_split: str | None = "validation",
-        batch_size: int = 12,
-        eval_batch_size: int | None = None,
-        max_length: int = 384,
-        stride: int = 128,
-        max_query_length: int = 64,
-        max_train_examples: int | None = None,
-        max_eval_examples: int | None = None,
-        cache_dir: str | None = None,
-        num_proc: int | None = None,
-        pad_to_multiple_of: int | None = None,
+        **kwargs: Any,
     ) -> None:
+        """
+        Args:
+            tokenizer: as in `HFTaskDataModule`.
+            name: the task name.
+            path, config_name: the hub dataset.
+            test_split: validation (there is no public test split).
+            **kwargs: the arguments of `ExtractiveQATask` and `HFTaskDataModule`.
+        """
         super().__init__(
-            name=name,
-            tokenizer=tokenizer,
-            path=path,
-            config_name=config_name,
-            revision=revision,
-            data_files=data_files,
-            data_field=data_field,
-            train_split=train_split,
-            val_split=val_split,
-            test_split=test_split,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            max_length=max_length,
-            stride=stride,
-            max_query_length=max_query_length,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            cache_dir=cache_dir,
-            num_proc=num_proc,
-            pad_to_multiple_of=pad_to_multiple_of,
+            name=name, tokenizer=tokenizer, path=path, config_name=config_name, test_split=test_split, **kwargs
         )
 
 
@@ -81,7 +59,10 @@ class MLQATask(ExtractiveQATask):
         parquet_export: with no `data_files`, read the hub's parquet conversion of `path` (see the module
             docstring); False loads `path`/`config_name` with `load_dataset` (for a repository in a standard
             format, e.g. `google/xtreme` with config `MLQA.de.de`).
-    The other arguments are `ExtractiveQATask`'s; MLQA has no training split (train_split None).
+        name: the task name (default "mlqa_<language>").
+        path, config_name, revision, data_files, train_split, val_split, test_split: as in `HFTaskDataModule`
+            (config default "mlqa.<language>.<question_language>"); MLQA has no training split.
+        **kwargs: the other arguments of `ExtractiveQATask` and `HFTaskDataModule`.
     """
 
     def __init__(
@@ -90,25 +71,16 @@ class MLQATask(ExtractiveQATask):
         tokenizer: str,
         question_language: str | None = None,
         name: str | None = None,
+        *,
         path: str | None = "facebook/mlqa",
         config_name: str | None = None,
         revision: str | None = None,
         parquet_export: bool = True,
         data_files: dict[str, str | list[str]] | None = None,
-        data_field: str | None = None,
         train_split: str | None = None,
         val_split: str | None = "validation",
         test_split: str | None = "test",
-        batch_size: int = 12,
-        eval_batch_size: int | None = None,
-        max_length: int = 384,
-        stride: int = 128,
-        max_query_length: int = 64,
-        max_train_examples: int | None = None,
-        max_eval_examples: int | None = None,
-        cache_dir: str | None = None,
-        num_proc: int | None = None,
-        pad_to_multiple_of: int | None = None,
+        **kwargs: Any,
     ) -> None:
         question_language = question_language or language
         for role, lang in (("language", language), ("question_language", question_language)):
@@ -129,20 +101,10 @@ class MLQATask(ExtractiveQATask):
             config_name=config_name,
             revision=revision,
             data_files=data_files,
-            data_field=data_field,
             train_split=train_split,
             val_split=val_split,
             test_split=test_split,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            max_length=max_length,
-            stride=stride,
-            max_query_length=max_query_length,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            cache_dir=cache_dir,
-            num_proc=num_proc,
-            pad_to_multiple_of=pad_to_multiple_of,
+            **kwargs,
         )
         self.language = language
         self.question_language = question_language

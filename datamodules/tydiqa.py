@@ -59,25 +59,21 @@ class TyDiQATask(ExtractiveQATask):
         language: str,
         tokenizer: str,
         name: str | None = None,
+        *,
         path: str | None = "google-research-datasets/tydiqa",
         config_name: str | None = "secondary_task",
-        revision: str | None = None,
-        data_files: dict[str, str | list[str]] | None = None,
-        data_field: str | None = None,
-        train_split: str | None = "train",
-        val_split: str | None = "validation",
         test_split: str | None = "validation",
-        batch_size: int = 12,
-        eval_batch_size: int | None = None,
-        max_length: int = 384,
-        stride: int = 128,
-        max_query_length: int = 64,
-        max_train_examples: int | None = None,
-        max_eval_examples: int | None = None,
-        cache_dir: str | None = None,
-        num_proc: int | None = None,
-        pad_to_multiple_of: int | None = None,
+        **kwargs: Any,
     ) -> None:
+        """
+        Args:
+            language: the language code (its examples' ids start with the language's name).
+            tokenizer: as in `HFTaskDataModule`.
+            name: the task name (default: the language code).
+            path, config_name: the hub dataset and its gold-passage config.
+            test_split: validation (there is no public test split).
+            **kwargs: the arguments of `ExtractiveQATask` and `HFTaskDataModule`.
+        """
         if language not in TYDIQA_LANGUAGES:
             raise ValueError(f"unknown TyDiQA gold-passage language {language!r}; known: {', '.join(TYDIQA_LANGUAGES)}")
         super().__init__(
@@ -85,22 +81,8 @@ class TyDiQATask(ExtractiveQATask):
             tokenizer=tokenizer,
             path=path,
             config_name=config_name,
-            revision=revision,
-            data_files=data_files,
-            data_field=data_field,
-            train_split=train_split,
-            val_split=val_split,
             test_split=test_split,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            max_length=max_length,
-            stride=stride,
-            max_query_length=max_query_length,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            cache_dir=cache_dir,
-            num_proc=num_proc,
-            pad_to_multiple_of=pad_to_multiple_of,
+            **kwargs,
         )
         self.language = language
 

@@ -73,9 +73,7 @@ class NEREncoder(Encoder):
 
 
 class WikiANNTask(HFTaskDataModule):
-    """One WikiANN language as a task (name = the language code unless given); batch 16, max length 128.
-
-    The other arguments are `HFTaskDataModule`'s (`config_name` defaults to the language)."""
+    """One WikiANN language as a task (name = the language code unless given); batch 16, max length 128."""
 
     REQUIRED_COLUMNS = ("tokens", "ner_tags")
 
@@ -84,44 +82,23 @@ class WikiANNTask(HFTaskDataModule):
         language: str,
         tokenizer: str,
         name: str | None = None,
+        *,
         path: str | None = "unimelb-nlp/wikiann",
         config_name: str | None = None,
-        revision: str | None = None,
-        data_files: dict[str, str | list[str]] | None = None,
-        data_field: str | None = None,
-        train_split: str | None = "train",
-        val_split: str | None = "validation",
-        test_split: str | None = "test",
-        batch_size: int = 16,
-        eval_batch_size: int | None = None,
-        max_length: int = 128,
-        max_train_examples: int | None = None,
-        max_eval_examples: int | None = None,
-        cache_dir: str | None = None,
-        num_proc: int | None = None,
-        pad_to_multiple_of: int | None = None,
+        **kwargs: Any,
     ) -> None:
+        """
+        Args:
+            language: the language code (a config of unimelb-nlp/wikiann).
+            tokenizer: as in `HFTaskDataModule`.
+            name: the task name (default: the language code).
+            path, config_name: the hub dataset and its config (default: the language).
+            **kwargs: the loading arguments of `HFTaskDataModule`.
+        """
         if not language:
             raise ValueError("WikiANNTask needs a language (a config of unimelb-nlp/wikiann, e.g. 'sw')")
         super().__init__(
-            name=name or language,
-            tokenizer=tokenizer,
-            path=path,
-            config_name=config_name or language,
-            revision=revision,
-            data_files=data_files,
-            data_field=data_field,
-            train_split=train_split,
-            val_split=val_split,
-            test_split=test_split,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            max_length=max_length,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            cache_dir=cache_dir,
-            num_proc=num_proc,
-            pad_to_multiple_of=pad_to_multiple_of,
+            name=name or language, tokenizer=tokenizer, path=path, config_name=config_name or language, **kwargs
         )
         self.language = language
         self.label_names = WIKIANN_LABELS

@@ -9,6 +9,8 @@ MNLI), validation (2,490) and test (5,010); fields premise, hypothesis, label. B
 
 from __future__ import annotations
 
+from typing import Any
+
 from datamodules.hf_base import TextClassificationTask
 
 NLI_LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")
@@ -39,23 +41,20 @@ class MNLITask(TextClassificationTask):
         self,
         tokenizer: str,
         name: str = "mnli",
+        *,
         path: str | None = "nyu-mll/multi_nli",
-        config_name: str | None = None,
-        revision: str | None = None,
-        data_files: dict[str, str | list[str]] | None = None,
-        data_field: str | None = None,
-        train_split: str | None = "train",
         val_split: str | None = "validation_matched",
         test_split: str | None = "validation_matched",
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        max_length: int = 128,
-        max_train_examples: int | None = None,
-        max_eval_examples: int | None = None,
-        cache_dir: str | None = None,
-        num_proc: int | None = None,
-        pad_to_multiple_of: int | None = None,
+        **kwargs: Any,
     ) -> None:
+        """
+        Args:
+            tokenizer: as in `HFTaskDataModule`.
+            name: the task name.
+            path: the hub dataset.
+            val_split, test_split: validation_matched (no public test labels).
+            **kwargs: the loading arguments of `HFTaskDataModule`.
+        """
         super().__init__(
             name=name,
             tokenizer=tokenizer,
@@ -63,21 +62,9 @@ class MNLITask(TextClassificationTask):
             label_field="label",
             regression=False,
             path=path,
-            config_name=config_name,
-            revision=revision,
-            data_files=data_files,
-            data_field=data_field,
-            train_split=train_split,
             val_split=val_split,
             test_split=test_split,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            max_length=max_length,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            cache_dir=cache_dir,
-            num_proc=num_proc,
-            pad_to_multiple_of=pad_to_multiple_of,
+            **kwargs,
         )
 
 
@@ -90,23 +77,21 @@ class XNLITask(TextClassificationTask):
         language: str,
         tokenizer: str,
         name: str | None = None,
+        *,
         path: str | None = "facebook/xnli",
         config_name: str | None = None,
-        revision: str | None = None,
-        data_files: dict[str, str | list[str]] | None = None,
-        data_field: str | None = None,
         train_split: str | None = None,
-        val_split: str | None = "validation",
-        test_split: str | None = "test",
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        max_length: int = 128,
-        max_train_examples: int | None = None,
-        max_eval_examples: int | None = None,
-        cache_dir: str | None = None,
-        num_proc: int | None = None,
-        pad_to_multiple_of: int | None = None,
+        **kwargs: Any,
     ) -> None:
+        """
+        Args:
+            language: the language code (the hub config, unless `config_name` is given).
+            tokenizer: as in `HFTaskDataModule`.
+            name: the task name (default "xnli_<language>").
+            path, config_name: the hub dataset and its config.
+            train_split: None (zero-shot evaluation).
+            **kwargs: the loading arguments of `HFTaskDataModule`.
+        """
         if language not in XNLI_LANGUAGES:
             raise ValueError(f"unknown XNLI language {language!r}; known: {', '.join(XNLI_LANGUAGES)}")
         super().__init__(
@@ -117,19 +102,7 @@ class XNLITask(TextClassificationTask):
             regression=False,
             path=path,
             config_name=config_name or language,
-            revision=revision,
-            data_files=data_files,
-            data_field=data_field,
             train_split=train_split,
-            val_split=val_split,
-            test_split=test_split,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            max_length=max_length,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            cache_dir=cache_dir,
-            num_proc=num_proc,
-            pad_to_multiple_of=pad_to_multiple_of,
+            **kwargs,
         )
         self.language = language

@@ -613,7 +613,15 @@ def _bind(entry: dict[str, Any], partial: bool = False) -> Any:
     cls = getattr(importlib.import_module(module), name)
     signature = inspect.signature(cls)
     init_args = entry.get("init_args") or {}
-    signature.bind_partial(**init_args) if partial else signature.bind(**init_args)
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        # `**kwargs` forwarded to a base: the parameters jsonargparse resolves through the chain.
+        from jsonargparse import ArgumentParser
+
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_class_arguments(cls)
+        parser.parse_object(init_args)
+    else:
+        signature.bind_partial(**init_args) if partial else signature.bind(**init_args)
     return cls
 
 
