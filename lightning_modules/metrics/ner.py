@@ -1,10 +1,13 @@
-"""Span-level NER precision / recall / F1 with strict IOB2, as seqeval computes them.
+"""Span-level NER precision / recall / F1 over IOB2 labels, as seqeval computes them, in one of two chunkings.
 
-seqeval's `f1_score(..., mode="strict", scheme=IOB2)` (what XTREME-style WikiANN evaluation reports) counts an
-entity only where a `B-X` starts it; it then extends over the following `I-X` of the same type. An `I-` with no
-`B-` before it (or after a different type) starts nothing and is dropped, unlike seqeval's default (conlleval)
-mode, which would open an entity there. Two entities match when type, start and end agree. Micro scores:
-precision = TP / predicted, recall = TP / gold, F1 = 2PR / (P + R), each 0 when its denominator is 0.
+`chunking="conlleval"` (the default) is seqeval's default mode, `f1_score(y_true, y_pred)`, which XTREME's WikiANN
+evaluation calls: conlleval-style chunks, where `B-X` starts an entity, `I-X` continues one of type X, and an `I-X`
+after `O` or after another type also starts one (a predicted `O I-LOC` is the entity LOC). `chunking="strict_iob2"`
+is seqeval's `mode="strict", scheme=IOB2`: only `B-X` starts an entity and such a stray `I-X` is dropped. On
+realistic predictions the two differ by a point or two of F1 either way, so runs compared must use the same one.
+
+Two entities match when type, start and end agree. Micro scores: precision = TP / predicted, recall = TP / gold,
+F1 = 2PR / (P + R), each 0 when its denominator is 0.
 
 Inputs are label ids with an ignore index (-100 on sub-token and special-token positions): those positions are
 dropped from both sequences before spans are extracted, so spans are over words. Only per-type integer counts
@@ -13,24 +16,30 @@ are kept (TP, predicted, gold), reduced with `sum`, so the metric is DDP-safe an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import torch
 from torchmetrics import Metric
 
 Span = tuple[int, int, int]  # (type index, start, end exclusive)
+Chunking = Literal["conlleval", "strict_iob2"]
 
 
 def _parse_label(label: str) -> tuple[str, str]:
-    """IOB2 label -> (prefix, type), seqeval's way: the type is what follows the prefix, '-' stripped, or '_'."""
-    if not isinstance(label, str) or not label or label[0] not in "BIO":
+    """IOB2 label -> (prefix, type): "O", or "B-<type>" / "I-<type>" with a type that neither starts nor ends with
+    "-" (where seqeval's two modes would read different types)."""
+    if label == "O":
+        return "O", ""
+    kind = label[2:] if isinstance(label, str) else ""
+    if not kind or label[:2] not in ("B-", "I-") or kind != kind.strip("-"):
         raise ValueError(f"label {label!r} is not an IOB2 label (O, B-<type> or I-<type>)")
-    return label[0], label[1:].strip("-") or "_"
+    return label[0], kind
 
 
-def extract_spans(prefixes: Sequence[str], types: Sequence[int]) -> set[Span]:
-    """Strict-IOB2 entities of one sequence given per-position prefixes ('B', 'I', 'O') and type indices."""
+def strict_iob2_spans(prefixes: Sequence[str], types: Sequence[int]) -> set[Span]:
+    """Entities of one sequence under seqeval's strict IOB2: a `B-X` and the `I-X` right after it; a stray `I-`
+    starts nothing."""
     spans: set[Span] = set()
     n, i = len(prefixes), 0
     while i < n:
@@ -45,6 +54,31 @@ def extract_spans(prefixes: Sequence[str], types: Sequence[int]) -> set[Span]:
     return spans
 
 
+def conlleval_spans(prefixes: Sequence[str], types: Sequence[int]) -> set[Span]:
+    """Entities of one sequence under seqeval's default (conlleval) chunking: an entity ends at `B`, `O` or a type
+    change, and starts at `B` or at an `I-X` that does not continue an entity of type X."""
+    spans: set[Span] = set()
+    start, kind = -1, -1
+    for i, (prefix, t) in enumerate(zip([*prefixes, "O"], [*types, -1])):
+        if start >= 0 and (prefix != "I" or t != kind):
+            spans.add((kind, start, i))
+            start = -1
+        if prefix == "B" or (prefix == "I" and start < 0):
+            start, kind = i, t
+    return spans
+
+
+CHUNKERS: dict[str, Callable[[Sequence[str], Sequence[int]], set[Span]]] = {
+    "conlleval": conlleval_spans,
+    "strict_iob2": strict_iob2_spans,
+}
+
+
+def extract_spans(prefixes: Sequence[str], types: Sequence[int], chunking: Chunking = "conlleval") -> set[Span]:
+    """Entities of one sequence given per-position prefixes ('B', 'I', 'O') and type indices."""
+    return CHUNKERS[chunking](prefixes, types)
+
+
 def _as_rows(x: Any, name: str) -> list[list[int]]:
     """A [B, L] tensor or a list of int sequences -> list of lists of ints."""
     if isinstance(x, torch.Tensor):
@@ -57,12 +91,14 @@ def _as_rows(x: Any, name: str) -> list[list[int]]:
 
 
 class NerSpanF1(Metric):
-    """Micro span F1, precision and recall of strict-IOB2 entities (seqeval mode="strict", scheme=IOB2).
+    """Micro span F1, precision and recall of IOB2 entities, as seqeval's `f1_score` (see the module docstring).
 
     Args:
         labels: id -> label list, e.g. ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"].
         ignore_index: target id of positions to skip (sub-tokens, special tokens).
         per_type: also return `f1_<type>`, `precision_<type>`, `recall_<type>` for every entity type.
+        chunking: "conlleval" (seqeval's default mode, which XTREME reports) or "strict_iob2" (seqeval's
+            mode="strict", scheme=IOB2).
 
     `update(preds, targets)`: preds are label ids [B, L] or logits [B, L, C]; targets label ids [B, L]
     (tensors, or lists of int sequences of matching lengths). Scores are fractions in [0, 1], as seqeval.
@@ -76,8 +112,21 @@ class NerSpanF1(Metric):
     pred_count: torch.Tensor
     gold_count: torch.Tensor
 
-    def __init__(self, labels: Sequence[str], ignore_index: int = -100, per_type: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        labels: Sequence[str],
+        ignore_index: int = -100,
+        per_type: bool = False,
+        chunking: Chunking = "conlleval",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        if chunking not in CHUNKERS:
+            raise ValueError(
+                f"chunking must be one of {sorted(CHUNKERS)} (seqeval's default mode or its strict IOB2 mode), "
+                f"got {chunking!r}"
+            )
+        self.chunking = chunking
         labels = list(labels)
         if not labels:
             raise ValueError("NerSpanF1 needs the id -> label list")
@@ -100,7 +149,7 @@ class NerSpanF1(Metric):
         bad = [i for i in ids if not 0 <= i < len(self.labels)]
         if bad:
             raise ValueError(f"{what} of sequence {row} has label ids {bad[:5]} outside [0, {len(self.labels)})")
-        return extract_spans([self._prefix[i] for i in ids], [self._type[i] for i in ids])
+        return extract_spans([self._prefix[i] for i in ids], [self._type[i] for i in ids], self.chunking)
 
     def update(self, preds: Any, targets: Any) -> None:
         if isinstance(preds, torch.Tensor) and preds.is_floating_point():
