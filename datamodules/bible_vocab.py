@@ -19,7 +19,6 @@ tokenizer's full serialisation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules import bible
 from pretrained.files import atomic_writer
+from pretrained.fingerprints import content_key, file_stamp, tokenizer_fingerprint
 from pretrained.vocabulary import Vocabulary, combine_vocabularies
 
 __all__ = ["BibleVocabulary", "combine_vocabularies"]
@@ -71,19 +71,18 @@ class BibleVocabulary(Vocabulary):
         self.cache_dir = Path(cache_dir).expanduser()
 
     def cache_key(self, tokenizer: Any) -> dict[str, Any]:
-        size, mtime = bible._stamp(self.db_path)
+        size, mtime = file_stamp(self.db_path)
         return {
             "version": VOCAB_VERSION,
             "db": str(self.db_path),
             "db_size": size,
             "db_mtime_ns": mtime,
             "translations": self.translations,
-            "tokenizer": bible.tokenizer_fingerprint(tokenizer),
+            "tokenizer": tokenizer_fingerprint(tokenizer),
         }
 
     def cache_path(self, tokenizer: Any) -> Path:
-        digest = hashlib.sha256(json.dumps(self.cache_key(tokenizer), sort_keys=True).encode()).hexdigest()[:16]
-        return self.cache_dir / f"vocab-{len(self.languages)}lang-{digest}.json"
+        return self.cache_dir / f"vocab-{len(self.languages)}lang-{content_key(self.cache_key(tokenizer))}.json"
 
     def token_ids(self, tokenizer: Any) -> list[int]:
         """Sorted distinct ids (special tokens included) of every verse of the languages; cached."""

@@ -33,7 +33,6 @@ from datamodules.hf_loading import (  # noqa: F401 - the names importers use
     load_split,
     pad_collate,
     pad_sequences,
-    tokenizer_fingerprint,
 )
 from datamodules.hf_task import HFTaskDataModule
 from pretrained.tokenizers import load_tokenizer  # noqa: F401

@@ -1,10 +1,9 @@
-"""Loading and batching for the Hugging Face dataset families: a split from the hub or from files, the tokenizer's
-fingerprint, the `Encoder` contract of the tokenization, padding collate."""
+"""Loading and batching for the Hugging Face dataset families: a split from the hub or from files, the `Encoder`
+contract of the tokenization, padding collate."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,26 +25,6 @@ FILE_BUILDERS: dict[str, str] = {
     ".jsonl.gz": "json",
 }
 IGNORE_INDEX = -100  # label of positions that take no loss (sub-tokens, special tokens, padding)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Tokenizers.
-# ---------------------------------------------------------------------------------------------------------------
-
-
-_TOKENIZER_FINGERPRINTS: dict[int, tuple[Any, str]] = {}
-
-
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A hash of everything that decides the token ids: the backend's full serialisation (normalizer,
-    pre-tokenizer, model with its vocabulary, post-processor) and the inputs the tokenizer returns."""
-    cached = _TOKENIZER_FINGERPRINTS.get(id(tokenizer))
-    if cached is not None and cached[0] is tokenizer:
-        return cached[1]
-    content = f"{type(tokenizer).__name__}|{tokenizer.model_input_names}|{tokenizer.backend_tokenizer.to_str()}"
-    digest = hashlib.sha256(content.encode()).hexdigest()[:24]
-    _TOKENIZER_FINGERPRINTS[id(tokenizer)] = (tokenizer, digest)
-    return digest
 
 
 @dataclass(frozen=True)

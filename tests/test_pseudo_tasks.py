@@ -13,16 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.pseudo_tasks import (
-    EncoderEmbedder,
-    PseudoTaskDataModule,
-    PseudoTaskSplit,
-    cluster_embeddings,
-    data_fingerprint,
-    embed_examples,
-)
+from datamodules.pseudo_task_clustering import EncoderEmbedder, cluster_embeddings, embed_examples
+from datamodules.pseudo_tasks import PseudoTaskDataModule, PseudoTaskSplit
 from datamodules.schedule import IIDSchedule
 from datamodules.task import TaskDataModule
+from pretrained.fingerprints import data_fingerprint
 from tests.helpers import RandomRegressionTask, run_cli
 from tests.schema_fixtures import tiny_bert_config
 

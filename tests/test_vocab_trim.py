@@ -202,5 +202,5 @@ def test_the_offline_data_gives_the_vocabulary_the_model_config_listed():
     assert (vocabulary.db_path, vocabulary.cache_dir) == (listed.db_path, listed.cache_dir)
     tokenizer = object()  # any tokenizer: both keys fingerprint the same one
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("datamodules.bible.tokenizer_fingerprint", lambda tok: "fixed")
+        patch.setattr("datamodules.bible_vocab.tokenizer_fingerprint", lambda tok: "fixed")
         assert vocabulary.cache_path(tokenizer) == listed.cache_path(tokenizer)
