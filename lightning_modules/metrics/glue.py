@@ -1,4 +1,4 @@
-"""GLUE metrics (and XNLI, which is MNLI's accuracy) built from torchmetrics' own metrics.
+"""GLUE metrics (and XNLI, which is MNLI's accuracy) as torchmetrics objects, with GLUE's numbers.
 
 `glue_metrics(task)` gives the keys the GLUE benchmark reports (as HF `evaluate`'s "glue" metric names them),
 plus accuracy on every classification task, which is what the paper's Table 9 reports (accuracy on the seven
@@ -11,23 +11,23 @@ classification tasks, Pearson on STS-B):
     stsb                    pearson, spearmanr
 
 Inputs are what a classification head gives: logits [N, C] (argmax is taken) or class ids [N], and integer
-targets [N]; STS-B takes scores [N] (or [N, 1]) and float targets. The formulas are torchmetrics' (accuracy,
-BinaryMatthewsCorrCoef, BinaryF1Score, PearsonCorrCoef, SpearmanCorrCoef with average ranks for ties), which
-equal scikit-learn's / scipy's used by GLUE, with one degenerate exception: when every prediction and every
-target is the same single class, torchmetrics' MCC is 1 where scikit-learn's is 0. Their states carry their
-own DDP reductions (sums, gathered moments, concatenation). Scores are fractions in [0, 1].
+targets [N]; STS-B takes scores [N] (or [N, 1]) and float targets. Accuracy and F1 are torchmetrics'; Matthews,
+Pearson and Spearman (average ranks for ties) are `metrics/correlation.py`'s, which give scikit-learn's / scipy's
+numbers (those GLUE uses) also where a correlation is undefined: MCC 0, and Pearson / Spearman NaN for constant
+predictions or targets. Their states carry their own DDP reductions (sums, concatenation). Accuracy and F1 are
+fractions in [0, 1], correlations in [-1, 1].
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any
 
 import torch
 from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import BinaryF1Score, BinaryMatthewsCorrCoef, MulticlassAccuracy
-from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
+from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy
+
+from lightning_modules.metrics.correlation import MatthewsCorrelation, PearsonCorrelation, SpearmanCorrelation
 
 
 def class_ids(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -44,15 +44,6 @@ def class_ids(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return preds
 
 
-def regression_scores(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores [N] or [N, 1] and targets [N] -> float32 [N] pairs."""
-    if preds.dim() == 2 and preds.shape[-1] == 1:
-        preds = preds.squeeze(-1)
-    if preds.dim() != 1 or preds.shape != target.shape:
-        raise ValueError(f"regression preds must be [N] or [N, 1] for targets [N]; got {tuple(preds.shape)}")
-    return preds.float(), target.float()
-
-
 class GlueAccuracy(MulticlassAccuracy):
     """Plain accuracy (micro over examples) from logits or class ids."""
 
@@ -63,14 +54,11 @@ class GlueAccuracy(MulticlassAccuracy):
         super().update(class_ids(preds, target), target)
 
 
-class GlueMatthewsCorrCoef(BinaryMatthewsCorrCoef):
-    """Matthews correlation (CoLA) from logits [N, 2] or class ids."""
+class GlueMatthewsCorrCoef(MatthewsCorrelation):
+    """Matthews correlation (CoLA) from logits [N, 2] or class ids; 0 where it is undefined (scikit-learn)."""
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         super().update(class_ids(preds, target), target)
-
-    def compute(self) -> torch.Tensor:
-        return super().compute().float()
 
 
 class GlueF1(BinaryF1Score):
@@ -78,20 +66,6 @@ class GlueF1(BinaryF1Score):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         super().update(class_ids(preds, target), target)
-
-
-class GluePearson(PearsonCorrCoef):
-    """Pearson correlation (STS-B) from scores [N] or [N, 1]."""
-
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        super().update(*regression_scores(preds, target))
-
-
-class GlueSpearman(SpearmanCorrCoef):
-    """Spearman correlation (STS-B; ties get average ranks) from scores [N] or [N, 1]."""
-
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        super().update(*regression_scores(preds, target))
 
 
 _NUM_CLASSES = {"cola": 2, "sst2": 2, "mrpc": 2, "qqp": 2, "mnli": 3, "qnli": 2, "rte": 2, "wnli": 2}
@@ -121,10 +95,8 @@ def glue_metrics(task_name: str) -> MetricCollection:
     task = canonical_task(task_name)
     metrics: dict[str, Metric] = {}
     if task == "stsb":
-        metrics["pearson"] = GluePearson()
-        with warnings.catch_warnings():  # STS-B dev is 1,500 pairs; the buffer warning is noise
-            warnings.filterwarnings("ignore", message=".*will save all targets and predictions.*")
-            metrics["spearmanr"] = GlueSpearman()
+        metrics["pearson"] = PearsonCorrelation()
+        metrics["spearmanr"] = SpearmanCorrelation()
         return MetricCollection(metrics, compute_groups=False)
     if task == "cola":
         metrics["matthews_correlation"] = GlueMatthewsCorrCoef()
