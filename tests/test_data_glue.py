@@ -15,12 +15,10 @@ from lightning_modules.models.pair_classifier import GlueClassifier
 from tests.helpers import run_cli
 from tests.schema_fixtures import (
     GLUE_ROWS,
-    check_paper_hyperparameters,
-    table_configs,
-    table_run_args,
     tiny_bert_config,
     write_glue,
 )
+from tests.table_configs import check_paper_hyperparameters, table_configs, table_run_args
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,11 @@ from tests.helpers import run_cli
 from tests.schema_fixtures import (
     MLQA_ROWS,
     SQUAD_VALIDATION,
-    check_paper_hyperparameters,
-    check_pseudo_tasks,
-    table_configs,
-    table_run_args,
     tiny_bert_config,
     write_mlqa,
     write_squad,
 )
+from tests.table_configs import check_paper_hyperparameters, check_pseudo_tasks, table_configs, table_run_args
 
 SMALL = {"max_length": 64, "stride": 16, "max_query_length": 16}  # several windows for the long passage
 

@@ -17,14 +17,12 @@ from tests.schema_fixtures import (
     TYDIQA_BAD,
     TYDIQA_TRAIN,
     TYDIQA_VALIDATION,
-    check_paper_hyperparameters,
-    table_configs,
-    table_run_args,
     tiny_bert_config,
     write_rows,
     write_squad_json,
     write_tydiqa,
 )
+from tests.table_configs import check_paper_hyperparameters, table_configs, table_run_args
 
 
 @pytest.fixture(scope="module")

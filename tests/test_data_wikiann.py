@@ -16,14 +16,12 @@ from tests.helpers import run_cli
 from tests.schema_fixtures import (
     WIKIANN_ROWS,
     WIKIANN_SCHEMA,
-    check_paper_hyperparameters,
-    table_configs,
-    table_run_args,
     tiny_bert_config,
     wikiann_row,
     write_rows,
     write_wikiann,
 )
+from tests.table_configs import check_paper_hyperparameters, table_configs, table_run_args
 
 
 def make_task(language: str, tokenizer: str, files: dict, cache: Path, **kwargs) -> WikiANNTask:

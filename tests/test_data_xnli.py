@@ -18,15 +18,12 @@ from tests.schema_fixtures import (
     NLI_PAIRS,
     XNLI_PAIRS,
     XNLI_SCHEMA,
-    check_paper_hyperparameters,
-    check_pseudo_tasks,
-    table_configs,
-    table_run_args,
     tiny_bert_config,
     write_mnli,
     write_rows,
     write_xnli,
 )
+from tests.table_configs import check_paper_hyperparameters, check_pseudo_tasks, table_configs, table_run_args
 
 
 def test_mnli_pairs_are_encoded_as_two_segments(tokenizer: str, tmp_path: Path) -> None:
