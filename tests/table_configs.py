@@ -4,6 +4,7 @@ and the paper's hyperparameters checked against the tables in scripts/paper_tabl
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,16 @@ def table_run_args(
     return args
 
 
+@functools.cache
+def _class_parser(cls: type) -> Any:
+    """A jsonargparse parser of `cls`'s arguments (built once per class: resolving `**kwargs` chains is slow)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls)
+    return parser
+
+
 def _bind(entry: dict[str, Any], partial: bool = False) -> Any:
     """Import `class_path` and bind `init_args` to its signature (the check jsonargparse would make)."""
     import importlib
@@ -155,11 +166,7 @@ def _bind(entry: dict[str, Any], partial: bool = False) -> Any:
     init_args = entry.get("init_args") or {}
     if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         # `**kwargs` forwarded to a base: the parameters jsonargparse resolves through the chain.
-        from jsonargparse import ArgumentParser
-
-        parser = ArgumentParser(exit_on_error=False)
-        parser.add_class_arguments(cls)
-        parser.parse_object(init_args)
+        _class_parser(cls).parse_object(init_args)
     else:
         signature.bind_partial(**init_args) if partial else signature.bind(**init_args)
     return cls
