@@ -15,6 +15,7 @@ from lightning_modules.algorithms.base import Algorithm
 from lightning_modules.errors import NonFiniteLossError, NonFiniteParametersError
 from lightning_modules.eval_summary import format_results
 from lightning_modules.models.base import TaskModel
+from lightning_modules.precision import check_training_precision
 
 StepListener = Callable[["MultiTaskModule", str, list[str]], None]
 
@@ -22,13 +23,15 @@ StepListener = Callable[["MultiTaskModule", str, list[str]], None]
 class MultiTaskModule(pl.LightningModule):
     """Runs `algorithm.training_step` (one optimizer step each) and evaluates every task.
 
-    The inner optimizer comes from LightningCLI's `optimizer:` section (AdamW, lr 3e-5 by default).
+    The inner optimizer comes from LightningCLI's `optimizer:` section (AdamW, lr 3e-5 by default). Every
+    `trainer.precision` trains except bf16-true and 16-true, refused at fit (`lightning_modules.precision`).
 
     Args:
         model: the multi-task model (`forward(task, batch)` gives the loss).
         algorithm: the update rule (MTL, PCGrad, ..., SequentialReptile).
         grad_clip_norm: clip the gradient norm of each inner step (Trainer's gradient_clip_val is not
-            available under manual optimization). The paper does not say; default off.
+            available under manual optimization), after fp16 gradients are unscaled. The paper does not say;
+            default off.
         data: what the model may take from the data (`MultiTaskDataModule.facts()`: task names, vocabulary), set
             by the CLI from `data:`, not in a config; handed to the model (`attach_data`) before the optimizer is
             built. Not a hyperparameter: a checkpoint's state carries what the model made of it.
@@ -74,6 +77,7 @@ class MultiTaskModule(pl.LightningModule):
         self.eval_task_names = list(datamodule.eval_task_names())
         self.model.check_tasks(self.eval_task_names)
         if stage == "fit":
+            check_training_precision(self.trainer.precision_plugin)
             datamodule.attach_schedule(self.algorithm.schedule())
         for name in self.eval_task_names:
             if name not in self.eval_metrics:
@@ -114,15 +118,19 @@ class MultiTaskModule(pl.LightningModule):
         return loss
 
     def optimizer_step(self) -> None:
-        """One inner optimizer step from the gradients in `.grad` (counted by Lightning's global_step)."""
+        """One inner optimizer step from the gradients in `.grad` (counted by Lightning's global_step); the
+        gradients are clipped in `on_before_optimizer_step`."""
         optimizer = self.optimizers()
-        if self.grad_clip_norm is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()  # type: ignore[union-attr]
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clips `grad_clip_norm` here, inside the step: after the precision plugin unscaled fp16 gradients."""
+        if self.grad_clip_norm is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm")
 
     def reset_optimizer_state(self) -> None:
         self.optimizers().optimizer.state.clear()

@@ -2,14 +2,21 @@
 
 Gradient-surgery rules (PCGrad, GradVac, torchjd aggregators), GradNorm and the alignment callback all
 start from this matrix. Task-specific parameters (heads) are not in it: they keep their plain gradient.
+
+Under fp16 loss scaling (16-mixed) the rows are gradients of the scaled loss, unscaled before they are returned;
+the heads' `.grad` stays scaled, as `manual_backward` leaves it, and `set_shared_gradient` scales the combined row
+back, so that the precision plugin unscales every `.grad` at the step and skips it on an overflow
+(`lightning_modules.precision`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
+
+from lightning_modules.precision import LossScale, widen
 
 if TYPE_CHECKING:
     from lightning_modules.algorithms.protocol import TrainingModule
@@ -23,13 +30,26 @@ def split_parameters(module: TrainingModule) -> tuple[list[nn.Parameter], list[n
     return shared, specific
 
 
+class TaskGradients(NamedTuple):
+    """What `task_jacobian` returns."""
+
+    jacobian: torch.Tensor
+    """[T, D]: row t is ∇_shared L_t, unscaled, in at least float32."""
+    losses: torch.Tensor
+    """[T], detached."""
+    scale: LossScale
+    """This step's loss scale: `scale.rescale` the combined row before `set_shared_gradient`."""
+    finite: bool
+    """False when a gradient overflowed under loss scaling: combine nothing (the step will be skipped)."""
+
+
 def task_jacobian(
     module: TrainingModule,
     batch: list[tuple[str, Any]],
     shared: list[nn.Parameter],
     specific: list[nn.Parameter],
     weights: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> TaskGradients:
     """Rows g_t = ∇_shared L_t for each (task, batch) pair, and the losses [T].
 
     Gradients of the task-specific parameters are summed into their `.grad`: ∇ Σ_t L_t, or ∇ Σ_t w_t L_t
@@ -40,10 +60,11 @@ def task_jacobian(
         raise ValueError(
             f"weights must have one entry per (task, batch) pair: {len(batch)}, got {tuple(weights.shape)}"
         )
+    scale = LossScale(module)
     rows, losses = [], []
     for i, (task, data) in enumerate(batch):
         loss = module.task_loss(task, data)
-        grads = torch.autograd.grad(loss, shared + specific, allow_unused=True)
+        grads = torch.autograd.grad(scale.scale(loss), shared + specific, allow_unused=True)
         rows.append(flatten([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, shared)]))
         for p, g in zip(specific, grads[len(shared) :]):
             if g is not None:
@@ -51,11 +72,12 @@ def task_jacobian(
                     g = g * weights[i].detach().to(g)
                 p.grad = g if p.grad is None else p.grad + g
         losses.append(loss.detach())
-    jacobian = module.all_reduce_mean(torch.stack(rows))
+    jacobian = widen(scale.unscale(module.all_reduce_mean(torch.stack(rows))))
     for p in specific:
         if p.grad is not None:
             p.grad = module.all_reduce_mean(p.grad)
-    return jacobian, torch.stack(losses)
+    finite = scale.finite([jacobian, *(p.grad for p in specific)])
+    return TaskGradients(jacobian, torch.stack(losses), scale, finite)
 
 
 def flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -63,9 +85,9 @@ def flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 def set_shared_gradient(shared: list[nn.Parameter], vector: torch.Tensor) -> None:
-    """Writes a flat gradient vector into the shared parameters' `.grad`."""
+    """Writes a flat gradient vector into the shared parameters' `.grad`, in each parameter's dtype."""
     offset = 0
     for p in shared:
         n = p.numel()
-        p.grad = vector[offset : offset + n].view_as(p).clone()
+        p.grad = vector[offset : offset + n].view_as(p).to(p.dtype, copy=True)
         offset += n

@@ -20,6 +20,7 @@ import torch
 
 from datamodules.schedule import IIDSchedule
 from lightning_modules.algorithms.base import Algorithm
+from lightning_modules.precision import full_precision, widen
 from lightning_modules.task_gradients import set_shared_gradient, split_parameters, task_jacobian
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class GradNorm(Algorithm):
 
     The weights, the initial losses and the weights' optimizer state are saved in checkpoints; the weights are
     set to 1 once, at the first setup, and L_t(0) is the loss at the first step that samples task t.
+
+    Under mixed precision the norms and the weights' update are computed outside autocast in float32; a step the
+    fp16 GradScaler skips (an overflow) leaves the weights as they were.
     """
 
     label = "GradNorm"
@@ -251,17 +255,18 @@ class GradNorm(Algorithm):
         weights = self.weights[sampled]  # the weights this step's loss uses (before their update)
 
         shared, specific = split_parameters(module)
-        jacobian, losses = task_jacobian(module, batch, shared, specific, weights=weights)
-        losses = module.all_reduce_mean(losses)  # identical on every rank, so the weights stay in sync
+        jacobian, losses, scale, finite = task_jacobian(module, batch, shared, specific, weights=weights)
+        losses = widen(module.all_reduce_mean(losses))  # identical on every rank, so the weights stay in sync
         assert self._columns is not None
-        grad_norms = torch.linalg.vector_norm(jacobian[:, self._columns], dim=1)
-        gradient, info = self.weight_gradient(sampled, losses, grad_norms)
-
-        set_shared_gradient(shared, weights.to(jacobian) @ jacobian)
+        with full_precision(jacobian.device):
+            set_shared_gradient(shared, scale.rescale(weights.to(jacobian) @ jacobian))
+            if finite:
+                grad_norms = torch.linalg.vector_norm(jacobian[:, self._columns], dim=1)
+                gradient, info = self.weight_gradient(sampled, losses, grad_norms)
         module.optimizer_step()
-        self.update_weights(sampled, gradient)
-
-        module.log("gradnorm/loss", info["gradnorm_loss"], on_step=True, on_epoch=False, batch_size=1)
+        if finite and not scale.skipped():
+            self.update_weights(sampled, gradient)
+            module.log("gradnorm/loss", info["gradnorm_loss"], on_step=True, on_epoch=False, batch_size=1)
         for name, value in zip(self.task_names, self.weights):
             module.log(f"gradnorm/weight/{name}", value, on_step=True, on_epoch=False, batch_size=1)
         module.emit("step", tasks)

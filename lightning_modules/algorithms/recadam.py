@@ -30,6 +30,7 @@ import torch
 
 from datamodules.schedule import IIDSchedule
 from lightning_modules.algorithms.base import Algorithm
+from lightning_modules.precision import LossScale
 
 if TYPE_CHECKING:
     from datamodules.streams import MultiTaskBatch
@@ -71,6 +72,9 @@ class RecAdam(Algorithm):
     Which parameters are pretrained: the names in `model.pretrained_reference()`, reloaded at setup and never
     saved in checkpoints (a checkpoint stores only the step counter). The inner optimizer is the `optimizer:`
     section, which must be torch.optim.Adam or AdamW.
+
+    Under fp16 loss scaling a step the GradScaler skips (an overflow) skips the whole RecAdam update: Adam's step,
+    the pull towards θ* and the step counter of λ(t).
     """
 
     label = "RecAdam"
@@ -180,13 +184,15 @@ class RecAdam(Algorithm):
     def training_step(self, module: TrainingModule, batch: MultiTaskBatch) -> torch.Tensor:
         if not self._pretrained:
             self.setup(module)
+        scale = LossScale(module)
         loss = torch.stack([module.task_loss(task, data) for task, data in batch]).sum()
         module.manual_backward(loss)
         lam = self.current_lambda()
         snapshot = self._snapshot(module) if self.anneal_w > 0 else []
         module.optimizer_step()
-        self._recadam_update(snapshot, lam)
-        self.step += 1
+        if not scale.skipped():  # an fp16 overflow skips Adam's step: skip the pull and λ's step too
+            self._recadam_update(snapshot, lam)
+            self.step += 1
         module.log("recadam/lambda", lam, on_step=True, on_epoch=False, batch_size=1)
         module.emit("step", [task for task, _ in batch])
         return loss.detach()

@@ -11,6 +11,7 @@ import torch
 
 from datamodules.schedule import IIDSchedule
 from lightning_modules.algorithms.base import Algorithm
+from lightning_modules.precision import full_precision
 from lightning_modules.task_gradients import set_shared_gradient, split_parameters, task_jacobian
 
 if TYPE_CHECKING:
@@ -28,6 +29,10 @@ class GradientAggregationAlgorithm(Algorithm):
     `torch.randperm`) run on the algorithm's own CPU random stream, seeded by `seed` and saved in
     `state_dict`: the same on every DDP rank (each rank applies the direction it computes), untouched
     by dropout or anything else the model draws, and exact on resume.
+
+    Under mixed precision `aggregate` runs outside autocast on float32 task gradients (its products would
+    otherwise run in 16 bits). Under fp16 loss scaling a step whose gradients overflowed aggregates nothing (so
+    neither the random stream nor an aggregator's state moves) and is skipped by the GradScaler.
     """
 
     def __init__(self, tasks_per_step: int = 8, q: float = 0.2, seed: int = 0) -> None:
@@ -50,15 +55,19 @@ class GradientAggregationAlgorithm(Algorithm):
     def training_step(self, module: TrainingModule, batch: MultiTaskBatch) -> torch.Tensor:
         tasks = [task for task, _ in batch]
         shared, specific = split_parameters(module)
-        jacobian, losses = task_jacobian(module, batch, shared, specific)
-        with self.own_random_stream():
-            direction = self.aggregate(jacobian, tasks)
+        jacobian, losses, scale, finite = task_jacobian(module, batch, shared, specific)
+        with full_precision(jacobian.device):
+            if finite:
+                with self.own_random_stream():
+                    direction = self.aggregate(jacobian, tasks)
+            else:  # an fp16 overflow: non-finite, so the GradScaler skips this step and lowers its scale
+                direction = jacobian.sum(0)
         if direction.shape != jacobian.shape[1:]:
             raise RuntimeError(
                 f"{type(self).__name__}.aggregate returned shape {tuple(direction.shape)}, "
                 f"expected ({jacobian.shape[1]},): one vector over the shared parameters"
             )
-        set_shared_gradient(shared, direction.to(jacobian.dtype))
+        set_shared_gradient(shared, scale.rescale(direction.to(jacobian.dtype)))
         module.optimizer_step()
         module.emit("step", tasks)
         return losses.sum()
