@@ -114,6 +114,7 @@ class ExtractiveQATask(HFTaskDataModule):
             raw = raw.map(flatten_squad_json, batched=True, remove_columns=raw.column_names, desc="flattening")
         self.check_columns(raw, split)
         raw = self.select_rows(raw, split)
+        self.check_gold_answers(raw, split, kind)
         if kind == "train":
             before = len(raw)
             raw = raw.filter(_answer_matches, desc=f"{self.name}: checking answers")
@@ -124,6 +125,25 @@ class ExtractiveQATask(HFTaskDataModule):
                     "answer text is not at its answer_start in the context"
                 )
         return raw
+
+    def check_gold_answers(self, raw: Any, split: str, kind: Kind) -> None:
+        """Refuses a split whose gold answers were blanked (text ""), as XTREME's download script leaves TyDiQA-GoldP
+        dev and MLQA test: scored against them every prediction gets 0, and trained on them the model learns
+        nothing. An evaluated question also needs at least one answer; a training question may have none (its
+        windows then point at [CLS])."""
+        blank = [
+            example_id
+            for example_id, answers in zip(raw["id"], raw["answers"])
+            if _is_blank(_answer_dict(answers, example_id)["text"], kind)
+        ]
+        if blank:
+            raise ValueError(
+                f"task '{self.name}': split '{split}' of {self.source()}: {len(blank)} of {len(raw)} questions have "
+                f"no gold answer text in column 'answers' (e.g. ids {blank[:3]}). XTREME's download script "
+                "(utils_preprocess.py, remove_qa_test_annotations) blanks the answers of TyDiQA-GoldP dev and MLQA "
+                "test in place, and every prediction would score 0. Use the files as originally published "
+                "(tydiqa-goldp-v1.1-dev.json; MLQA_V1/dev and MLQA_V1/test) or the hub dataset."
+            )
 
     def select_rows(self, raw: Any, split: str) -> Any:
         """The rows of this task (TyDiQA keeps one language); all rows by default."""
@@ -138,6 +158,13 @@ class ExtractiveQATask(HFTaskDataModule):
             raise ValueError(f"task '{self.name}' has an empty {split} split")
         sampler = ExampleGroupedBatchSampler(dataset["example_index"], self.eval_batch_size)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate)
+
+
+def _is_blank(texts: list[str], kind: Kind) -> bool:
+    """A blanked answer list: an empty answer text, or (for evaluation) no answer at all."""
+    if not texts:
+        return kind == "eval"
+    return any(not str(text).strip() for text in texts)
 
 
 @dataclass(frozen=True)
