@@ -18,6 +18,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks.periodic import PeriodicMeasurement
+from callbacks.probe_numerics import training_numerics, widen
 from lightning_modules.task_gradients import flatten, split_parameters
 
 ALIGN_HEADER = ["step", "task_a", "task_b", "cos"]
@@ -34,7 +35,10 @@ class GradientAlignment(PeriodicMeasurement):
 
     Training is unchanged by it: the probe runs the model's forward with `torch.autograd.grad` (no `.grad`
     is written), in eval mode (dropout off), with the RNG forked, at the algorithm's evaluation weights
-    (φ for the Reptile family), and every flag and weight is restored afterwards.
+    (φ for the Reptile family), and every flag and weight is restored afterwards. Under any
+    `trainer.precision` the probe batches are converted and run as the training loop runs a batch (64-true:
+    floating inputs in float64; bf16-mixed: autocast); the gradients are widened to float32 (float64 under
+    64-true) before their cosines.
 
     Args:
         every_n_steps: interval in optimizer steps. One probe costs T forward/backward passes at the
@@ -107,11 +111,12 @@ class GradientAlignment(PeriodicMeasurement):
         if not shared:
             raise ValueError("GradientAlignment: the model has no trainable shared parameters")
         rows = []
-        with _probe_context(pl_module):
+        with _probe_context(pl_module), training_numerics(pl_module) as convert:
             for task, batch in self.probes.items():
-                loss = pl_module.model(task, batch).loss
+                loss = pl_module.model(task, convert(batch)).loss
                 grads = torch.autograd.grad(loss, shared, allow_unused=True)
-                rows.append(flatten([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, shared)]))
+                row = flatten([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, shared)])
+                rows.append(widen(row))
         return torch.stack(rows)
 
     def _measure_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -132,8 +137,11 @@ class GradientAlignment(PeriodicMeasurement):
 
 
 def cosine_matrix(gradients: torch.Tensor) -> torch.Tensor:
-    """[T, T] cosines (float64, on CPU) of the rows of a [T, D] matrix; 0 where a row is zero."""
-    gram = (gradients @ gradients.T).double().cpu()
+    """[T, T] cosines (float64, on CPU) of the rows of a [T, D] matrix; 0 where a row is zero. The Gram matrix is
+    taken in float32 or better (16-bit rows are widened) with autocast off."""
+    gradients = widen(gradients)
+    with torch.autocast(gradients.device.type, enabled=False):
+        gram = (gradients @ gradients.T).double().cpu()
     norms = gram.diagonal().clamp_min(0).sqrt()
     denom = norms[:, None] * norms[None, :]
     return torch.where(denom > 0, gram / denom.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(gram))

@@ -15,7 +15,9 @@ class L2Drift(PeriodicMeasurement):
 
     Logged as `drift/l2` through the logger at `trainer.global_step`, and appended to `<log_dir>/drift.csv`
     (`step,l2`; on resume, rows after the resumed step are dropped). The reference is reloaded from its
-    pretrained source at fit start (it is not stored in checkpoints) and held on the model's device.
+    pretrained source at fit start (it is not stored in checkpoints) and held on the model's device in the
+    weights' dtype (what `trainer.precision` made of the pretrained weights is where the run starts, so the
+    drift at step 0 is 0 under every precision); the distance is accumulated in float64.
 
     Args:
         every_n_steps: interval in optimizer steps (the cost is one pass over the weights).
@@ -47,7 +49,9 @@ class L2Drift(PeriodicMeasurement):
                     f"L2Drift: reference '{name}' has shape {tuple(value.shape)}, "
                     f"the model's {tuple(params[name].shape)}"
                 )
-        self.reference = {name: value.to(params[name].device) for name, value in reference.items()}
+        self.reference = {
+            name: value.to(device=params[name].device, dtype=params[name].dtype) for name, value in reference.items()
+        }
 
     @torch.no_grad()
     def distance(self, pl_module: pl.LightningModule) -> float:

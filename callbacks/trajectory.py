@@ -40,7 +40,7 @@ class TrajectoryRecorder(Callback):
         pl_module.add_step_listener(self._on_step)
         log_dir = trainer.log_dir  # a collective (broadcast from rank 0): every rank must call it
         if trainer.is_global_zero:
-            self.path = Path(log_dir or ".") / self.filename
+            self.path = Path(log_dir or trainer.default_root_dir) / self.filename
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.path is None:
