@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,8 @@ class HFTaskDataModule(TaskDataModule):
 
     #: raw columns every split must have (checked with a clear error before tokenizing)
     REQUIRED_COLUMNS: tuple[str, ...] = ()
+    #: True for families whose files mix languages and whose tasks select their rows (TyDiQA)
+    SELECTS_LANGUAGE_FROM_ROWS: bool = False
 
     def __init__(
         self,
@@ -83,6 +86,13 @@ class HFTaskDataModule(TaskDataModule):
         self.cache_dir, self.num_proc = cache_dir, num_proc
         self.pad_to_multiple_of = pad_to_multiple_of
         self._features: dict[tuple[str, Kind], Any] = {}
+
+    def single_language_files(self) -> tuple[str | None, list[str]]:
+        language = getattr(self, "language", None)
+        if language is None or self.data_files is None or self.SELECTS_LANGUAGE_FROM_ROWS:
+            return None, []
+        files = [f for v in self.data_files.values() for f in ([v] if isinstance(v, str) else v)]
+        return language, [f if "://" in f else os.path.realpath(f) for f in files]
 
     # ----------------------------------------------------------------- hooks for the families
     def prepare_raw(self, raw: Any, split: str, kind: Kind) -> Any:

@@ -42,6 +42,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"task names must be unique, repeated: {', '.join(duplicates)}")
+        _check_language_files(self.tasks + self.zero_shot_tasks)
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.seed = seed
@@ -131,3 +132,19 @@ class MultiTaskDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return [t.test_dataloader() for t in self.tasks + self.zero_shot_tasks]
+
+
+def _check_language_files(tasks: list[TaskDataModule]) -> None:
+    """Two languages reading one single-language file is a config error (typically a `data_files` written into
+    a YAML anchor, and so copied to every language): refused, naming both tasks and the file."""
+    readers: dict[str, tuple[str, str]] = {}
+    for task in tasks:
+        language, files = task.single_language_files()
+        for path in files:
+            name, other = readers.setdefault(path, (task.name, language or ""))
+            if other != language:
+                raise ValueError(
+                    f"tasks '{name}' (language {other}) and '{task.name}' (language {language}) read the same file "
+                    f"{path}; give each language its own data_files (a data_files inside a YAML anchor is copied to "
+                    "every task that merges it)"
+                )

@@ -41,6 +41,11 @@ class TaskDataModule(pl.LightningDataModule):
         task cannot say, and then no model is trimmed to the data."""
         return None
 
+    def single_language_files(self) -> tuple[str | None, list[str]]:
+        """(language, files that hold only that language's rows); `MultiTaskDataModule` refuses two languages
+        reading one such file. (None, []) when the task cannot say."""
+        return None, []
+
     def num_train_examples(self) -> int:
         if self.train_dataset is None:
             raise RuntimeError(f"task '{self.name}' has no training split (was setup('fit') called?)")

@@ -54,6 +54,8 @@ class TyDiQATask(ExtractiveQATask):
     `ExtractiveQATask` for the features and `HFTaskDataModule` for the loading arguments.
     """
 
+    SELECTS_LANGUAGE_FROM_ROWS = True
+
     def __init__(
         self,
         language: str,

@@ -111,11 +111,25 @@ class WikiANNTask(HFTaskDataModule):
 
     def prepare_raw(self, raw: Any, split: str, kind: Kind) -> Any:
         self.check_columns(raw, split)
+        self.check_language(raw, split)
         before = len(raw)
         raw = raw.filter(lambda row: len(row["tokens"]) > 0, desc=f"{self.name}: non-empty sentences")
         if len(raw) < before:
             rank_zero_warn(f"task '{self.name}': split '{split}': dropped {before - len(raw)} empty sentences")
         return raw
+
+    def check_language(self, raw: Any, split: str) -> None:
+        """The rows name their language (column `langs`, one code per token): a task given another language's
+        files (a `data_files` copied to every task by a YAML anchor, a mislabelled download) is refused."""
+        if "langs" not in raw.column_names:
+            return
+        expected = self.config_name or self.language
+        seen = sorted({code for codes in raw["langs"] for code in (codes or [])})
+        if seen and seen != [expected]:
+            raise ValueError(
+                f"task '{self.name}' (language {expected}): split '{split}' of {self.source()} holds rows of "
+                f"language {', '.join(seen)} (column 'langs'); give this task the files of its own language"
+            )
 
     def _build(self, split: str, kind: Kind) -> Any:
         features = super()._build(split, kind)
