@@ -15,6 +15,8 @@ from datamodules.task import TaskDataModule
 from pretrained.fingerprints import tokenizer_fingerprint
 from pretrained.tokenizers import load_tokenizer
 
+_SPLIT_ARGUMENTS = {"train": "train_split", "validation": "val_split", "test": "test_split"}
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # The shared base.
@@ -147,6 +149,12 @@ class HFTaskDataModule(TaskDataModule):
         split = self.splits.get(role)
         if split is None:
             raise ValueError(f"task '{self.name}' has no {role} split")
+        if self.data_files is not None and split not in self.data_files:
+            raise ValueError(
+                f"task '{self.name}': no file for its {role} split '{split}' (data_files has "
+                f"{sorted(self.data_files)}); add data_files.{split}, or set {_SPLIT_ARGUMENTS[role]}: null "
+                f"if the task has no {role} split"
+            )
         kind: Kind = "train" if role == "train" else "eval"
         key = (split, kind)
         if key not in self._features:
@@ -181,9 +189,10 @@ class HFTaskDataModule(TaskDataModule):
 
     # ----------------------------------------------------------------- Lightning hooks
     def prepare_data(self) -> None:
-        """Download and tokenize every split this task has (rank 0 only; the others read the cache)."""
+        """Download and tokenize every split this task has (rank 0 only; the others read the cache). A split with
+        no file is left to the stage that needs it, so `fit` does not require a test file."""
         for role, split in self.splits.items():
-            if split is not None:
+            if split is not None and (self.data_files is None or split in self.data_files):
                 self.features(role)
 
     def setup(self, stage: str) -> None:

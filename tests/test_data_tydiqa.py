@@ -199,7 +199,7 @@ def test_long_questions_are_cut_and_bad_arguments_are_named(tokenizer: str, tmp_
         TyDiQATask("ja", tokenizer)
     with pytest.raises(ValueError, match=r"stride must be in \[0, 45\)"):
         TyDiQATask("en", tokenizer, max_length=64, max_query_length=16, stride=45)
-    with pytest.raises(KeyError, match="no data file for split 'validation'"):
+    with pytest.raises(ValueError, match=r"no file for its validation split 'validation' .*set val_split: null"):
         make_task("en", tokenizer, {"train": data["train"]}, tmp_path).setup("fit")
     with pytest.raises(ValueError, match="no example whose id starts with 'finnish-'"):
         make_task("fi", tokenizer, data, tmp_path).setup("fit")

@@ -1,5 +1,6 @@
-"""A task given another language's files is refused, naming the file, the column and the fix: WikiANN rows name
-their language (`langs`), and no two languages may read one single-language file (the YAML-anchor mistake)."""
+"""Users' data files: a task given another language's files is refused, naming the file, the column and the fix
+(WikiANN rows name their language in `langs`; no two languages may read one single-language file, the YAML-anchor
+mistake), and a split the stage does not use is not required."""
 
 from __future__ import annotations
 
@@ -49,3 +50,14 @@ def test_languages_selected_from_shared_files_may_share_them(tokenizer: str, tmp
         for language in ("en", "ar")
     ]
     assert MultiTaskDataModule(tasks).task_names == ["en", "ar"]
+
+
+def test_fit_needs_no_test_file_and_test_names_the_missing_one(tokenizer: str, tmp_path: Path) -> None:
+    files = write_wikiann(tmp_path, "sw")
+    del files["test"]
+    task = WikiANNTask("sw", tokenizer, data_files=files, cache_dir=str(tmp_path / "c"))
+    task.prepare_data()
+    task.setup("fit")
+    assert len(task.train_dataset) > 0 and len(task.val_dataset) > 0
+    with pytest.raises(ValueError, match=r"task 'sw': no file for its test split 'test' .*set test_split: null"):
+        task.setup("test")
