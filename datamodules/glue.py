@@ -79,3 +79,7 @@ class GlueTask(TextClassificationTask):
         )
         self.task = task
         self.num_labels = spec.num_labels
+
+    def metric_options(self) -> dict[str, Any]:
+        """GLUE's metrics for this config, whatever the task is named."""
+        return {"glue_task": self.task}

@@ -108,3 +108,7 @@ class MLQATask(ExtractiveQATask):
         )
         self.language = language
         self.question_language = question_language
+
+    def metric_options(self) -> dict[str, Any]:
+        """MLQA's evaluation script normalizes answers by the context language."""
+        return {"mlqa_language": self.language}

@@ -41,6 +41,11 @@ class TaskDataModule(pl.LightningDataModule):
         task cannot say, and then no model is trimmed to the data."""
         return None
 
+    def metric_options(self) -> dict[str, Any]:
+        """What this task's data says about how it is scored (keyword arguments of the model's `eval_metrics`,
+        e.g. the MLQA language), so that the metric follows the data and never a task name."""
+        return {}
+
     def single_language_files(self) -> tuple[str | None, list[str]]:
         """(language, files that hold only that language's rows); `MultiTaskDataModule` refuses two languages
         reading one such file. (None, []) when the task cannot say."""

@@ -81,7 +81,8 @@ class MultiTaskModule(pl.LightningModule):
             datamodule.attach_schedule(self.algorithm.schedule())
         for name in self.eval_task_names:
             if name not in self.eval_metrics:
-                self.eval_metrics[name] = self.model.eval_metrics(name).to(self.device)
+                options = datamodule.task(name).metric_options()
+                self.eval_metrics[name] = self.model.eval_metrics(name, **options).to(self.device)
                 self.eval_losses[name] = MeanMetric().to(self.device)
 
     def on_fit_start(self) -> None:

@@ -83,6 +83,11 @@ def test_per_task_heads_losses_and_metrics(tasks: dict[str, GlueTask], tokenizer
         model.update_metrics(metrics, output)
         assert set(metrics.compute()) == ({"pearson", "spearmanr"} if name == "stsb" else {"accuracy"})
     assert set(model.eval_metrics("cola").keys()) == {"matthews_correlation", "accuracy"}
+    renamed = GlueTask("cola", tokenizer, name="acceptability")  # the data's GLUE config decides, not the name
+    assert set(model.eval_metrics(renamed.name, **renamed.metric_options()).keys()) == {
+        "matthews_correlation",
+        "accuracy",
+    }
     with pytest.raises(ValueError, match="not in tasks"):
         GlueClassifier(["cola"], config=tiny_bert_config(vocab), num_labels={"rte": 2})
 

@@ -10,7 +10,7 @@ import pytest
 
 from datamodules.hf_base import builder_for
 from datamodules.squad_mlqa import MLQATask, SquadTask
-from lightning_modules.metrics import MLQAMetric
+from lightning_modules.metrics import MLQAMetric, SquadMetric
 from lightning_modules.models.span_qa import SpanQA
 from tests.helpers import run_cli
 from tests.schema_fixtures import (
@@ -92,12 +92,19 @@ def test_file_formats_are_checked() -> None:
         builder_for(["a.parquet", "b.jsonl"])
 
 
-def test_mlqa_tasks_are_scored_with_their_language(tokenizer: str) -> None:
-    model = SpanQA(config=tiny_bert_config(64), mlqa_languages={"mlqa_de": "de", "mlqa_zh": "zh"})
-    de = next(iter(model.eval_metrics("mlqa_de").values()))
+def test_mlqa_tasks_are_scored_with_the_language_their_data_gives(tokenizer: str) -> None:
+    model = SpanQA(config=tiny_bert_config(64))
+    renamed = MLQATask("de", tokenizer, name="my_german_test")
+    de = next(iter(model.eval_metrics(renamed.name, **renamed.metric_options()).values()))
     assert isinstance(de, MLQAMetric) and de.language == "de"
     de.update(["der Rhein"], [["Rhein"]])  # German articles are dropped by MLQA's normalization
     assert float(de.compute()["exact_match"]) == 100.0
+    squad = SquadTask(tokenizer, name="mlqa_de")  # a name is not a language: SQuAD rules
+    assert isinstance(next(iter(model.eval_metrics(squad.name, **squad.metric_options()).values())), SquadMetric)
+    with pytest.raises(ValueError, match="MLQA languages are"):
+        model.eval_metrics("x", mlqa_language="fr")
+    with pytest.raises(ValueError, match=r"task 'x': its data asks to be scored with \{'glue_task': 'cola'\}"):
+        model.eval_metrics("x", glue_task="cola")
 
 
 @pytest.mark.slow
@@ -119,6 +126,9 @@ def test_table3_and_table4_configs_train_a_few_steps_offline(config: str, data: 
         assert float(metrics["val/avg/f1"]) == float(metrics[f"val/{tasks[0]}/f1"])  # SQuAD dev, once
     zero_shot = cli.datamodule.zero_shot_task_names
     expected = ["de", "es", "hi", "vi", "zh"] if config.startswith("tydiqa") else ["ar", "de", "es", "hi", "vi", "zh"]
+    for name in zero_shot:  # scored by the language the task's data gives
+        metric = cli.model.eval_metrics[name]["qa"]
+        assert isinstance(metric, MLQAMetric) and metric.language == cli.datamodule.task(name).language
     assert zero_shot == [f"mlqa_{lang}" for lang in expected]
     assert all(f"val/{t}/f1" in metrics for t in zero_shot)
     assert "val/zero_shot_avg/f1" in metrics and "val/avg/f1" in metrics
@@ -131,8 +141,7 @@ def test_table3_and_table4_configs_have_every_method_with_the_paper_hyperparamet
     for name, config in configs.items():
         data = config["data"]
         zero_shot = [t["init_args"]["language"] for t in data["zero_shot_tasks"]]
-        mapping = config["model"]["model"]["init_args"]["mlqa_languages"]
-        assert all(mapping[f"mlqa_{lang}"] == lang for lang in zero_shot), name
+        assert "mlqa_languages" not in config["model"]["model"]["init_args"], name  # the data says it
         if name.startswith("tydiqa_"):
             assert len(data["tasks"]) == 9 and zero_shot == ["de", "es", "hi", "vi", "zh"], name
             continue

@@ -265,7 +265,7 @@ def test_span_qa_turns_evaluation_batches_into_scored_answers(tokenizer: str, fi
 
     torch.manual_seed(0)
     vocab = len(AutoTokenizer.from_pretrained(tokenizer))
-    model = SpanQA(config=tiny_bert_config(vocab, 512), mlqa_languages={"mlqa_de": "de"}).eval()
+    model = SpanQA(config=tiny_bert_config(vocab, 512)).eval()
     task = make_task("en", tokenizer, files, tmp_path, eval_batch_size=4)
     task.setup("validate")
     batch = next(iter(task.val_dataloader()))
@@ -288,9 +288,7 @@ def test_span_qa_turns_evaluation_batches_into_scored_answers(tokenizer: str, fi
     reference = SquadMetric()
     reference.update(output.preds, output.targets)
     assert metrics.compute()["f1"] == reference.compute()["f1"]
-    assert isinstance(next(iter(model.eval_metrics("mlqa_de").values())), MLQAMetric)
-    with pytest.raises(ValueError, match="MLQA languages are"):
-        SpanQA(config=tiny_bert_config(vocab), mlqa_languages={"x": "fr"})
+    assert isinstance(next(iter(model.eval_metrics("en", mlqa_language="de").values())), MLQAMetric)
 
 
 # ----------------------------------------------------------------------------- Table 1 configs

@@ -54,10 +54,22 @@ class TaskModel(nn.Module):
         Only parameters that come from a pretrained source appear (task heads do not)."""
         return {}
 
-    def eval_metrics(self, task: str) -> MetricCollection:
-        """torchmetrics objects for validation/test of `task`; updated by `update_metrics`."""
+    def eval_metrics(self, task: str, **options: Any) -> MetricCollection:
+        """torchmetrics objects for validation/test of `task`; updated by `update_metrics`. `options`: what the
+        task's data says about its scoring (`TaskDataModule.metric_options()`, e.g. the MLQA language), so the
+        metric follows the data, never a task name; a model refuses options it cannot honour."""
+        refuse_options(self, task, options)
         return MetricCollection({})
 
     def update_metrics(self, metrics: MetricCollection, output: TaskOutput) -> None:
         if len(metrics):
             metrics.update(output.preds, output.targets)
+
+
+def refuse_options(model: TaskModel, task: str, options: dict[str, Any]) -> None:
+    """A scoring option the model does not know would be silently dropped: refused instead."""
+    if options:
+        raise ValueError(
+            f"task '{task}': its data asks to be scored with {options}, which {type(model).__name__} does not "
+            "support; use the model this dataset's configs use"
+        )

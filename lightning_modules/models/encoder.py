@@ -22,7 +22,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from lightning_modules.models.base import TaskModel, TaskOutput
+from lightning_modules.models.base import TaskModel, TaskOutput, refuse_options
 from pretrained.vocab_trim import TrimmedEmbedding, trim_vocabulary
 from pretrained.vocabulary import TokenIdsVocabulary, Vocabulary
 
@@ -179,7 +179,8 @@ class EncoderClassifier(TaskModel):
             reference[f"encoder.{name}"] = source[name].detach().to(dtype=param.dtype).clone()
         return reference
 
-    def eval_metrics(self, task: str) -> MetricCollection:
+    def eval_metrics(self, task: str, **options: Any) -> MetricCollection:
+        refuse_options(self, task, options)
         return MetricCollection(
             {
                 "accuracy": MulticlassAccuracy(num_classes=self.num_labels, average="micro"),

@@ -17,7 +17,7 @@ from torchmetrics import MetricCollection
 
 from lightning_modules.metrics import glue_metrics
 from lightning_modules.metrics.glue import canonical_task
-from lightning_modules.models.base import TaskOutput
+from lightning_modules.models.base import TaskOutput, refuse_options
 from lightning_modules.models.encoder import INPUT_KEYS, EncoderClassifier
 
 
@@ -91,5 +91,8 @@ class GlueClassifier(EncoderClassifier):
             return TaskOutput(loss=F.mse_loss(scores, labels.float()), preds=scores.detach(), targets=labels)
         return TaskOutput(loss=F.cross_entropy(logits, labels), preds=logits.argmax(dim=-1), targets=labels)
 
-    def eval_metrics(self, task: str) -> MetricCollection:
-        return glue_metrics(task)
+    def eval_metrics(self, task: str, glue_task: str | None = None, **options: Any) -> MetricCollection:
+        """GLUE's metrics of `glue_task` (the data's GLUE config, whatever the task is named); without it, of the
+        task name."""
+        refuse_options(self, task, options)
+        return glue_metrics(glue_task or task)

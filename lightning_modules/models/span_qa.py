@@ -4,7 +4,8 @@ The head is one linear layer with two outputs (start, end) shared by every langu
 `BertForQuestionAnswering`. Training minimises the mean of the start and end cross-entropies. In evaluation
 (batches carrying `offset_mapping`, built by `ExtractiveQATask` so that every batch holds whole examples) the
 logits of all windows of a question are turned into one text answer (`best_answers`) and scored per task with
-SQuAD v1.1 EM/F1 (TyDiQA gold passage, SQuAD) or MLQA's per-language rules (`mlqa_languages`).
+SQuAD v1.1 EM/F1 (TyDiQA gold passage, SQuAD) or, for a task whose data says it is MLQA (`MLQATask.metric_options`),
+MLQA's rules for the context language.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torchmetrics import MetricCollection
 
 from lightning_modules.metrics import MLQAMetric, SquadMetric
 from lightning_modules.metrics.qa import MLQA_LANGUAGES
-from lightning_modules.models.base import TaskOutput
+from lightning_modules.models.base import TaskOutput, refuse_options
 from lightning_modules.models.encoder import INPUT_KEYS, EncoderClassifier
 
 
@@ -103,8 +104,6 @@ class SpanQA(EncoderClassifier):
         backbone / config: as `EncoderClassifier` (a HF model name or directory, or a `BertConfig` dict).
         n_best: start/end candidates per window in post-processing (20, as HF and XTREME).
         max_answer_length: longest answer in tokens (30).
-        mlqa_languages: task name -> MLQA context language for tasks scored with `MLQAMetric(language)`; every
-            other task is scored with `SquadMetric` (SQuAD v1.1 rules, used for TyDiQA gold passage).
         dropout: before the head; 0 as `BertForQuestionAnswering` (the encoder has its own dropout).
 
     Batches: `input_ids`, `attention_mask`, optional `token_type_ids`, `start_positions`, `end_positions`;
@@ -117,20 +116,15 @@ class SpanQA(EncoderClassifier):
         config: dict[str, Any] | None = None,
         n_best: int = 20,
         max_answer_length: int = 30,
-        mlqa_languages: dict[str, str] | None = None,
         dropout: float = 0.0,
     ) -> None:
         if n_best < 1:
             raise ValueError(f"n_best must be >= 1, got {n_best}")
         if max_answer_length < 1:
             raise ValueError(f"max_answer_length must be >= 1, got {max_answer_length}")
-        unknown = {t: lang for t, lang in (mlqa_languages or {}).items() if lang not in MLQA_LANGUAGES}
-        if unknown:
-            raise ValueError(f"mlqa_languages {unknown}: MLQA languages are {', '.join(MLQA_LANGUAGES)}")
         super().__init__(backbone=backbone, config=config, num_labels=2, head="shared", dropout=dropout)
         self.n_best = n_best
         self.max_answer_length = max_answer_length
-        self.mlqa_languages = dict(mlqa_languages or {})
 
     def span_logits(self, task: str, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Start and end logits [B, L]."""
@@ -164,9 +158,14 @@ class SpanQA(EncoderClassifier):
         golds = [batch["answers"][first[e]] for e in examples]
         return TaskOutput(loss=loss, preds=texts, targets=golds)
 
-    def eval_metrics(self, task: str) -> MetricCollection:
-        language = self.mlqa_languages.get(task)
-        return MetricCollection({"qa": MLQAMetric(language) if language is not None else SquadMetric()})
+    def eval_metrics(self, task: str, mlqa_language: str | None = None, **options: Any) -> MetricCollection:
+        """MLQA's rules for `mlqa_language` (given by an MLQA task's data), else SQuAD v1.1's."""
+        refuse_options(self, task, options)
+        if mlqa_language is not None and mlqa_language not in MLQA_LANGUAGES:
+            raise ValueError(
+                f"task '{task}': MLQA language {mlqa_language!r}; MLQA languages are {', '.join(MLQA_LANGUAGES)}"
+            )
+        return MetricCollection({"qa": MLQAMetric(mlqa_language) if mlqa_language is not None else SquadMetric()})
 
     def update_metrics(self, metrics: MetricCollection, output: TaskOutput) -> None:
         if output.preds is None:

@@ -17,7 +17,7 @@ from torchmetrics import MetricCollection
 from datamodules.wikiann import WIKIANN_LABELS
 from lightning_modules.metrics import NerSpanF1
 from lightning_modules.metrics.ner import Chunking
-from lightning_modules.models.base import TaskOutput
+from lightning_modules.models.base import TaskOutput, refuse_options
 from lightning_modules.models.encoder import INPUT_KEYS, EncoderClassifier
 
 IGNORE_INDEX = -100
@@ -73,7 +73,8 @@ class TokenClassifier(EncoderClassifier):
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
         return TaskOutput(loss=loss, preds=logits.argmax(dim=-1), targets=labels)
 
-    def eval_metrics(self, task: str) -> MetricCollection:
+    def eval_metrics(self, task: str, **options: Any) -> MetricCollection:
+        refuse_options(self, task, options)
         return MetricCollection(
             {"span": NerSpanF1(self.label_names, ignore_index=IGNORE_INDEX, chunking=self.chunking)}
         )
