@@ -5,7 +5,8 @@ not import the LightningModule that imports it, and a test fake is checked again
 (`tests/test_protocol.py`) instead of imitating the module by hand.
 
 Two further attributes are read with `getattr` and a default, so a module may lack them: `grad_clip_norm`
-(SWEP clips its generator's step like the inner one) and `_trainer` (SWEP refuses fp16 loss scaling).
+(SWEP clips its generator's step like the inner one) and `_trainer` (its precision plugin's GradScaler:
+`lightning_modules.precision` scales the `autograd.grad` losses with it, and SWEP refuses it).
 """
 
 from __future__ import annotations
