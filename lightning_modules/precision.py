@@ -38,12 +38,12 @@ def check_training_precision(plugin: Any) -> None:
     """
     if isinstance(plugin, HalfPrecision):
         name = plugin.precision
+        dtype = "bfloat16" if name.startswith("bf16") else "float16"
         raise ValueError(
-            f"trainer.precision={name} keeps the weights in {name.split('-')[0]} bits without a float32 master copy, "
-            "so small optimizer steps (AdamW at lr 3e-5) and the Reptile outer step η(θ − φ) are rounded away; "
-            f"train with --trainer.precision {name.replace('true', 'mixed')} (float32 weights, "
-            f"{name.split('-')[0]}-bit compute; the memory a float32 master copy would take). {name} is fine for "
-            "validate and test"
+            f"trainer.precision={name} keeps the weights in {dtype} without a float32 master copy, so small optimizer "
+            "steps (AdamW at lr 3e-5) and the Reptile outer step η(θ − φ) are rounded away; train with "
+            f"--trainer.precision {name.replace('true', 'mixed')} (float32 weights, {dtype} compute: about the memory "
+            f"a float32 master copy would take). {name} is fine for validate and test"
         )
 
 
