@@ -53,6 +53,8 @@ from pretrained.fingerprints import content_key, data_fingerprint
 
 CACHE_VERSION = 1
 Covariance = Literal["full", "diag", "tied", "spherical"]
+# Assignments already reported in this process: the line is printed once per run, not once per PseudoTask entry.
+_REPORTED: set[str] = set()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -222,6 +224,9 @@ class PseudoTaskSplit:
             f"PCA {meta.get('pca_components')} ({explained:.0%} of the variance)" if explained is not None else "no PCA"
         )
         origin = "cached" if meta["cached"] else "computed"
+        if str(path) in _REPORTED:  # the k PseudoTask entries of a YAML config share one assignment
+            return labels
+        _REPORTED.add(str(path))
         rank_zero_info(
             f"pseudo-tasks ({origin}): '{self.source.name}' ({len(labels)} training examples) -> k={self.k} by "
             f"{meta['embedder']}, {pca}, Gaussian mixture ({self.covariance_type}, seed {self.seed}): {sizes}"

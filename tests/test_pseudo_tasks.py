@@ -5,6 +5,7 @@ over the attention mask independently of batching."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -254,10 +255,15 @@ optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.01}}
 """
 
 
-def test_cli_fits_mtl_on_pseudo_task_entries_of_a_plain_multitask_datamodule(tmp_path: Path) -> None:
+def test_cli_fits_mtl_on_pseudo_task_entries_of_a_plain_multitask_datamodule(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "pseudo.yaml"
     path.write_text(CLI_CONFIG.replace("CACHE", str(tmp_path / "cache")))
-    cli = run_cli(["--config", str(path)], tmp_path)
+    with caplog.at_level(logging.INFO):
+        cli = run_cli(["--config", str(path)], tmp_path)
+    assert sum("pseudo-tasks (computed)" in r.getMessage() for r in caplog.records) == 1  # once, not per entry
+    assert not any("pseudo-tasks (cached)" in r.getMessage() for r in caplog.records)
     assert cli.trainer.global_step == 3
     data = cli.datamodule
     assert data.task_names == ["rnd_c0", "rnd_c1", "rnd_c2", "rnd_c3"]
