@@ -3,6 +3,10 @@
 Hub: `nyu-mll/glue`, one config per task; every row also has `idx`. Test labels are not public (-1), so the
 validation split doubles as test (MNLI: validation_matched). Scores: `glue_metrics(task)` (the paper reports
 accuracy for the seven classification tasks and Pearson correlation for STS-B).
+
+GLUE's own tsv files (from its download script: train.tsv, dev.tsv, MNLI's dev_matched.tsv) are read as they are,
+for every task: their column names are mapped to the hub's and their label names ("entailment", "0"/"1") to ids.
+Their test.tsv files have no label column (the test labels are hidden) and cannot be read as a task split.
 """
 
 from __future__ import annotations
@@ -15,25 +19,44 @@ from datamodules.hf_base import TextClassificationTask
 
 @dataclass(frozen=True)
 class GlueSpec:
-    """A GLUE config's text columns, label count (1 = regression) and validation split."""
+    """A GLUE config's text columns, label count (1 = regression) and validation split; and how GLUE's own tsv
+    files write it: the label names in id order, their column names -> the hub's, the columns of a file without a
+    header line."""
 
     text_fields: tuple[str, ...]
     num_labels: int
     val_split: str = "validation"
+    label_names: tuple[str, ...] = ()
+    tsv_columns: tuple[tuple[str, str], ...] = ()
+    headerless: tuple[str, ...] = ()
 
 
-# Fields from the nyu-mll/glue dataset card.
+# Fields and label names from the nyu-mll/glue dataset card; tsv layouts of GLUE's distribution (glue_data/<TASK>/
+# train.tsv, dev.tsv, dev_matched.tsv): CoLA has no header (source, label, original label, sentence), MRPC writes
+# Quality / #1 String / #2 String, QQP is_duplicate, STS-B score, MNLI sentence1 / sentence2 / gold_label.
 GLUE_SPECS: dict[str, GlueSpec] = {
-    "cola": GlueSpec(("sentence",), 2),  # 0 unacceptable, 1 acceptable
-    "sst2": GlueSpec(("sentence",), 2),  # 0 negative, 1 positive
-    "mrpc": GlueSpec(("sentence1", "sentence2"), 2),  # 0 not_equivalent, 1 equivalent
-    "qqp": GlueSpec(("question1", "question2"), 2),  # 0 not_duplicate, 1 duplicate
-    "stsb": GlueSpec(("sentence1", "sentence2"), 1),  # similarity score in [0, 5]
-    "mnli": GlueSpec(("premise", "hypothesis"), 3, "validation_matched"),  # entailment, neutral, contradiction
-    "qnli": GlueSpec(("question", "sentence"), 2),  # 0 entailment, 1 not_entailment
-    "rte": GlueSpec(("sentence1", "sentence2"), 2),  # 0 entailment, 1 not_entailment
-    "wnli": GlueSpec(("sentence1", "sentence2"), 2),  # 0 not_entailment, 1 entailment
-}
+    "cola": GlueSpec(
+        ("sentence",), 2, label_names=("unacceptable", "acceptable"),
+        headerless=("source", "label", "original_label", "sentence"),
+    ),
+    "sst2": GlueSpec(("sentence",), 2, label_names=("negative", "positive")),
+    "mrpc": GlueSpec(
+        ("sentence1", "sentence2"), 2, label_names=("not_equivalent", "equivalent"),
+        tsv_columns=(("Quality", "label"), ("#1 String", "sentence1"), ("#2 String", "sentence2")),
+    ),
+    "qqp": GlueSpec(
+        ("question1", "question2"), 2, label_names=("not_duplicate", "duplicate"),
+        tsv_columns=(("is_duplicate", "label"),),
+    ),
+    "stsb": GlueSpec(("sentence1", "sentence2"), 1, tsv_columns=(("score", "label"),)),  # a score in [0, 5]
+    "mnli": GlueSpec(
+        ("premise", "hypothesis"), 3, "validation_matched", label_names=("entailment", "neutral", "contradiction"),
+        tsv_columns=(("sentence1", "premise"), ("sentence2", "hypothesis"), ("gold_label", "label")),
+    ),
+    "qnli": GlueSpec(("question", "sentence"), 2, label_names=("entailment", "not_entailment")),
+    "rte": GlueSpec(("sentence1", "sentence2"), 2, label_names=("entailment", "not_entailment")),
+    "wnli": GlueSpec(("sentence1", "sentence2"), 2, label_names=("not_entailment", "entailment")),
+}  # fmt: skip
 # The eight tasks of the paper's Table 9 (WNLI is left out, as by Pilault et al. 2021).
 TABLE9_TASKS: tuple[str, ...] = ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb")
 
@@ -79,6 +102,9 @@ class GlueTask(TextClassificationTask):
         )
         self.task = task
         self.num_labels = spec.num_labels
+        self.label_names = spec.label_names
+        self.column_renames = dict(spec.tsv_columns)
+        self.headerless_columns = spec.headerless
 
     def metric_options(self) -> dict[str, Any]:
         """GLUE's metrics for this config, whatever the task is named."""

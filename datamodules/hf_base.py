@@ -1,9 +1,10 @@
 """What the Hugging Face dataset families share: one loading path, cached tokenization, padding collate.
 
 A split comes either from the hub (`datasets.load_dataset(path, config_name, split=...)`) or from files
-(`data_files`: parquet, json or jsonl, local paths or `hf://` URLs, loaded with
-`load_dataset("parquet" | "json", data_files=...)`); from there on both go through the same code: the family's
-`prepare_raw` (filter a language, flatten SQuAD-format json, drop unusable rows), then `Dataset.map` with the
+(`data_files`: parquet, json, jsonl or tsv, local paths or `hf://` URLs, loaded with the `datasets` packaged builder
+of the suffix, `file_formats.py`; WikiANN reads PAN-X text with the text builder, `panx.py`); from there on both go
+through the same code: the family's `prepare_raw` (file column and label names -> the hub's, filter a language,
+flatten SQuAD-format json, drop unusable rows), then `Dataset.map` with the
 family's `encode`. The map is cached by `datasets` under a fingerprint made of the raw split's fingerprint, the
 tokenizer's full serialisation and the encoding parameters, so a second run (or the other DDP ranks after rank 0's
 `prepare_data`) reads the tokenized features from disk.
@@ -33,8 +34,10 @@ from datamodules.hf_loading import (  # noqa: F401 - the names importers use
     load_split,
     pad_collate,
     pad_sequences,
+    split_source,
 )
 from datamodules.hf_task import HFTaskDataModule
+from datamodules.label_names import label_ids, scores
 from pretrained.tokenizers import load_tokenizer  # noqa: F401
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -91,6 +94,9 @@ class TextClassificationTask(HFTaskDataModule):
     """One text (`text_fields=[a]`) or a pair (`[a, b]`) -> class id (or a float score with `regression`).
 
     Rows with a negative label (GLUE's unlabelled test splits use -1) are dropped from classification splits.
+    Files in another layout (MultiNLI jsonl, XNLI and GLUE tsv) are read through `column_renames` (their column
+    names -> the hub's), `label_names` (label names -> ids) and `headerless_columns` (a tsv without header), which
+    the families set.
     """
 
     def __init__(
@@ -121,22 +127,69 @@ class TextClassificationTask(HFTaskDataModule):
         self.label_field = label_field
         self.regression = regression
         self.REQUIRED_COLUMNS = (*self.text_fields, label_field)
+        #: the class names in id order; a label column of strings is mapped by these names (see `label_ids`)
+        self.label_names: tuple[str, ...] = ()
+        #: other names of a class ({"contradictory": 2}: XNLI-MT)
+        self.label_aliases: dict[str, int] = {}
+        #: file column name -> hub column name, applied when the hub's name is absent (MultiNLI's "gold_label")
+        self.column_renames: dict[str, str] = {}
+        #: the columns of a tab-separated file without a header line (GLUE's CoLA)
+        self.headerless_columns: tuple[str, ...] = ()
 
     def encoder(self) -> ClassificationEncoder:
         return ClassificationEncoder(
             self.tokenizer_name, self.max_length, tuple(self.text_fields), self.label_field, self.regression
         )
 
+    def load_raw(self, split: str) -> Any:
+        options = {"column_names": self.headerless_columns} if self.headerless_columns else None
+        return load_split(
+            split,
+            path=self.path,
+            config_name=self.config_name,
+            revision=self.revision,
+            data_files=self.data_files,
+            data_field=self.data_field,
+            cache_dir=self.cache_dir,
+            options=options,
+        )
+
+    def split_source(self, split: str) -> str:
+        """The files (or hub dataset) of one split, for messages."""
+        return split_source(self.data_files, split, self.source())
+
     def prepare_raw(self, raw: Any, split: str, kind: Kind) -> Any:
+        from datasets import Value
+
+        raw, renamed = rename_absent(raw, self.column_renames)
         self.check_columns(raw, split)
-        if self.regression:
-            return raw
-        before = len(raw)
+        for field in self.text_fields:
+            if getattr(raw.features[field], "dtype", "string") not in ("string", "large_string"):
+                raw = raw.cast_column(field, Value("string"))
         label = self.label_field
+        where = (
+            f"task '{self.name}': split '{split}' of {self.split_source(split)}, column '{renamed.get(label, label)}'"
+        )
+        if self.regression:
+            return scores(raw, label, where)
+        if self.label_names:
+            raw = label_ids(raw, label, self.label_names, self.label_aliases, where)
+        before = len(raw)
         raw = raw.filter(lambda row: row[label] is not None and row[label] >= 0, desc=f"{self.name}: labelled rows")
         if len(raw) < before:
             rank_zero_info(f"task '{self.name}': split '{split}': dropped {before - len(raw)} unlabelled rows")
         return raw
+
+
+def rename_absent(raw: Any, renames: Mapping[str, str]) -> tuple[Any, dict[str, str]]:
+    """Columns renamed from a file format's names to the hub's (`{"gold_label": "label"}`), each only when the
+    hub's name is absent and the file's is present (the first of several file names for one hub name). Returns
+    the dataset and {hub name: file name} of the renames, for messages."""
+    applied: dict[str, str] = {}
+    for old, new in renames.items():
+        if old in raw.column_names and new not in raw.column_names and new not in applied.values():
+            applied[old] = new
+    return (raw.rename_columns(applied) if applied else raw), {new: old for old, new in applied.items()}
 
 
 @dataclass(frozen=True)

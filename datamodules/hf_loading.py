@@ -11,19 +11,12 @@ from typing import Any, Literal
 
 import torch
 
+from datamodules.file_formats import FILE_BUILDERS, suffix_of, tsv_options
 from pretrained.tokenizers import load_tokenizer
 
 DataFiles = Mapping[str, "str | Sequence[str]"]
 Kind = Literal["train", "eval"]
 
-# File suffix -> `datasets` packaged builder. Compressed variants are decompressed by `datasets` itself.
-FILE_BUILDERS: dict[str, str] = {
-    ".parquet": "parquet",
-    ".json": "json",
-    ".jsonl": "json",
-    ".json.gz": "json",
-    ".jsonl.gz": "json",
-}
 IGNORE_INDEX = -100  # label of positions that take no loss (sub-tokens, special tokens, padding)
 
 
@@ -57,14 +50,13 @@ class Encoder:
 # Loading a split.
 # ---------------------------------------------------------------------------------------------------------------
 def builder_for(files: str | Sequence[str]) -> str:
-    """The packaged `datasets` builder ("parquet" or "json") for a file or a list of files of one format."""
+    """The packaged `datasets` builder ("parquet", "json" or "csv") for a file or a list of files of one format."""
     names = [files] if isinstance(files, str) else list(files)
     if not names:
         raise ValueError("an empty list of data files")
     builders = set()
     for name in names:
-        lowered = str(name).lower()
-        suffix = next((s for s in sorted(FILE_BUILDERS, key=len, reverse=True) if lowered.endswith(s)), None)
+        suffix = suffix_of(str(name))
         if suffix is None:
             raise ValueError(f"data file '{name}' is not one of {', '.join(FILE_BUILDERS)}")
         builders.add(FILE_BUILDERS[suffix])
@@ -85,12 +77,17 @@ def load_split(
     data_files: DataFiles | None = None,
     data_field: str | None = None,
     cache_dir: str | None = None,
+    builder: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Any:
     """One split as a `datasets.Dataset`: from `data_files[split]` when files are given, else from the hub.
 
     `data_files` maps the hub's split names ("train", "validation", "validation_matched", ...) to files, so a
     local copy is addressed exactly like the hub split it copies. `data_field`: the key of the record list in a
-    json file whose top level is an object (SQuAD-format files: "data").
+    json file whose top level is an object (SQuAD-format files: "data"). `builder`: the packaged builder when the
+    family reads a suffix its own way (WikiANN's `.tsv` is PAN-X's token-per-line text); by default it follows
+    the suffix. `options`: more builder options (for tab-separated files, `column_names` of a file without a
+    header line).
 
     Loaded splits are kept for the process (memory-mapped, so cheap): the nine TyDiQA tasks read the same split,
     and each `load_dataset` call asks the hub whether the dataset changed."""
@@ -101,18 +98,27 @@ def load_split(
             raise KeyError(f"no data file for split '{split}': data_files has {sorted(data_files)}")
         files = data_files[split]
         files = [str(files)] if isinstance(files, (str, os.PathLike)) else [str(f) for f in files]
-        builder = builder_for(files)
-        kwargs: dict[str, Any] = {}
+        builder = builder or builder_for(files)
+        kwargs: dict[str, Any] = dict(options or {})
+        column_names = kwargs.pop("column_names", None)  # of a tsv without header; other formats name their columns
+        if builder == "csv":
+            kwargs = {**tsv_options(files, column_names), **kwargs}
         if data_field is not None:
             if builder != "json":
                 raise ValueError(f"data_field only applies to json files, not {builder} ({files})")
             kwargs["field"] = data_field
         stamps = [os.stat(f).st_mtime_ns if os.path.exists(f) else None for f in files]
-        key = repr((builder, split, files, stamps, data_field, cache_dir))
+        key = repr((builder, split, files, stamps, data_field, cache_dir, sorted(kwargs.items())))
         if key not in _RAW_SPLITS:
-            _RAW_SPLITS[key] = datasets.load_dataset(
-                builder, data_files={split: files}, split=split, cache_dir=cache_dir, **kwargs
-            )
+            try:
+                _RAW_SPLITS[key] = datasets.load_dataset(
+                    builder, data_files={split: files}, split=split, cache_dir=cache_dir, **kwargs
+                )
+            except datasets.exceptions.DatasetGenerationError as error:
+                cause = error.__cause__ or error
+                raise ValueError(
+                    f"split '{split}': cannot read {files} with the {builder} builder: {cause}".rstrip()
+                ) from error
         return _RAW_SPLITS[key]
     if path is None:
         raise ValueError("give either a hub dataset `path` or `data_files`")
@@ -120,6 +126,14 @@ def load_split(
     if key not in _RAW_SPLITS:
         _RAW_SPLITS[key] = datasets.load_dataset(path, config_name, split=split, revision=revision, cache_dir=cache_dir)
     return _RAW_SPLITS[key]
+
+
+def split_source(data_files: DataFiles | None, split: str, otherwise: str) -> str:
+    """The files of one split, for messages ("file a.tsv", "files [...]"); `otherwise` when it has none."""
+    if data_files is None or split not in data_files:
+        return otherwise
+    files = data_files[split]
+    return f"file {files}" if isinstance(files, (str, os.PathLike)) else f"files {[str(f) for f in files]}"
 
 
 def pad_collate(features: list[dict[str, Any]], pad_values: Mapping[str, int]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Sampler
 
 from datamodules.hf_base import QA_COLUMNS, _answer_dict, _answer_matches, flatten_squad_json
-from datamodules.hf_loading import Encoder, Kind
+from datamodules.hf_loading import Encoder, Kind, split_source
 from datamodules.hf_task import HFTaskDataModule
 
 
@@ -112,6 +112,12 @@ class ExtractiveQATask(HFTaskDataModule):
     def prepare_raw(self, raw: Any, split: str, kind: Kind) -> Any:
         if "paragraphs" in raw.column_names:  # official SQuAD-format json (SQuAD, MLQA, TyDiQA-GoldP files)
             raw = raw.map(flatten_squad_json, batched=True, remove_columns=raw.column_names, desc="flattening")
+        elif {"data", "version"} <= set(raw.column_names) and not set(QA_COLUMNS) & set(raw.column_names):
+            raise ValueError(
+                f"task '{self.name}': split '{split}' of {split_source(self.data_files, split, self.source())} has "
+                f"the columns {raw.column_names} of an official SQuAD-format file (its questions sit under 'data'): "
+                "set data_field: data"
+            )
         self.check_columns(raw, split)
         raw = self.select_rows(raw, split)
         self.check_gold_answers(raw, split, kind)

@@ -2,7 +2,9 @@
 
 Hub: `unimelb-nlp/wikiann` (the Rahimi et al. 2019 splits used by XTREME), one config per language, splits
 train / validation / test, fields tokens (words), ner_tags (ids of `WIKIANN_LABELS`), langs, spans. Offline: the
-same splits as parquet or json(l) files via `data_files`.
+same splits as parquet or json(l) files via `data_files`, or PAN-X as XTREME distributes it (`panx.py`): its
+`{split}-{lang}.tsv` files are read as CoNLL-style text by their suffix, and the raw PAN-X files (`train`, `dev`,
+`test`, no suffix) with `file_format: conll`.
 
 Labels follow XTREME: the tag of a word goes on its first sub-token, the other sub-tokens and the special tokens
 get -100 (no loss, skipped by the span F1); a word the tokenizer turns into no token at all is replaced by the
@@ -13,12 +15,14 @@ cut are then not scored (reported as a count; WikiANN sentences rarely come clos
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch.utilities import rank_zero_warn
 
-from datamodules.hf_loading import IGNORE_INDEX, Encoder, Kind
+from datamodules.file_formats import FILE_BUILDERS, is_tsv, suffix_of
+from datamodules.hf_loading import IGNORE_INDEX, Encoder, Kind, load_split, split_source
 from datamodules.hf_task import HFTaskDataModule
+from datamodules.panx import CONLL_OPTIONS, ConllSentences
 
 WIKIANN_LABELS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
 
@@ -85,6 +89,7 @@ class WikiANNTask(HFTaskDataModule):
         *,
         path: str | None = "unimelb-nlp/wikiann",
         config_name: str | None = None,
+        file_format: Literal["conll"] | None = None,
         **kwargs: Any,
     ) -> None:
         """
@@ -93,15 +98,21 @@ class WikiANNTask(HFTaskDataModule):
             tokenizer: as in `HFTaskDataModule`.
             name: the task name (default: the language code).
             path, config_name: the hub dataset and its config (default: the language).
+            file_format: "conll" to read every data file as PAN-X's `token<TAB>tag` lines whatever its name (the
+                raw PAN-X files have no suffix); None: by suffix (`.tsv`, `.tsv.gz`: PAN-X lines; parquet, json,
+                jsonl: the hub schema).
             **kwargs: the loading arguments of `HFTaskDataModule`.
         """
         if not language:
             raise ValueError("WikiANNTask needs a language (a config of unimelb-nlp/wikiann, e.g. 'sw')")
+        if file_format not in (None, "conll"):
+            raise ValueError(f"WikiANNTask: file_format must be 'conll' or null, got {file_format!r}")
         super().__init__(
             name=name or language, tokenizer=tokenizer, path=path, config_name=config_name or language, **kwargs
         )
         self.language = language
         self.label_names = WIKIANN_LABELS
+        self.file_format = file_format
 
     def encoder(self) -> NEREncoder:
         return NEREncoder(self.tokenizer_name, self.max_length, len(WIKIANN_LABELS))
@@ -109,7 +120,34 @@ class WikiANNTask(HFTaskDataModule):
     def pad_values(self) -> dict[str, int]:
         return {**super().pad_values(), "labels": IGNORE_INDEX}
 
+    def reads_conll(self, split: str) -> bool:
+        """Whether the split's files are PAN-X text (by `file_format`, else by their `.tsv` suffix)."""
+        if self.data_files is None or split not in self.data_files:
+            return False
+        files = self.data_files[split]
+        files = [files] if isinstance(files, str) else list(files)
+        if self.file_format == "conll" or all(is_tsv(f) for f in files):
+            return True
+        unknown = [f for f in files if suffix_of(f) is None]
+        if unknown:
+            raise ValueError(
+                f"task '{self.name}': data file {unknown[0]} is not one of {', '.join(FILE_BUILDERS)}; for raw PAN-X "
+                "files (token<TAB>tag lines, no suffix) set file_format: conll"
+            )
+        return False
+
+    def load_raw(self, split: str) -> Any:
+        if not self.reads_conll(split):
+            return super().load_raw(split)
+        return load_split(
+            split, data_files=self.data_files, cache_dir=self.cache_dir, builder="text", options=CONLL_OPTIONS
+        )
+
     def prepare_raw(self, raw: Any, split: str, kind: Kind) -> Any:
+        if self.reads_conll(split):
+            source = split_source(self.data_files, split, self.source())
+            parse = ConllSentences(WIKIANN_LABELS, self.config_name or self.language, source)
+            raw = raw.map(parse, batched=True, remove_columns=raw.column_names, desc=f"{self.name}: PAN-X lines")
         self.check_columns(raw, split)
         self.check_language(raw, split)
         before = len(raw)

@@ -477,3 +477,141 @@ def tiny_bert_config(vocab_size: int, max_positions: int = 128) -> dict[str, Any
         "intermediate_size": 32,
         "max_position_embeddings": max_positions,
     }
+
+
+# --------------------------------------------------------------------------- files as distributed (not the hub)
+# The layouts of the files users download: XNLI-1.0 and GLUE tsv, MultiNLI 1.0 jsonl, PAN-X CoNLL-style text. Their
+# rows are those of the hub-schema writers above, so that a task reading either gives the same features.
+XNLI_TSV_HEADER = (
+    "language gold_label sentence1_binary_parse sentence2_binary_parse sentence1_parse sentence2_parse sentence1 "
+    "sentence2 promptID pairID genre label1 label2 label3 label4 label5 sentence1_tokenized sentence2_tokenized match"
+).split()
+
+
+def write_tsv(path: Path, header: Sequence[str] | None, rows: Iterable[Sequence[Any]], bom: bool = False) -> str:
+    """Tab-separated lines, written as they are (no quoting), with an optional header and UTF-8 byte-order mark."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ([list(header)] if header is not None else []) + [list(r) for r in rows]
+    text = "".join("\t".join(str(v) for v in line) + "\n" for line in lines)
+    path.write_text(("\ufeff" if bom else "") + text, encoding="utf-8")
+    return str(path)
+
+
+def write_xnli_tsv(path: Path, languages: Sequence[str]) -> str:
+    """One XNLI-1.0 file (xnli.dev.tsv / xnli.test.tsv): every language's pairs, label names in gold_label."""
+    rows = []
+    for language in languages:
+        for i, (premise, hypothesis, label) in enumerate(XNLI_PAIRS[language]):
+            name = ("entailment", "neutral", "contradiction")[label]
+            parses = ["", "", "", ""] if language != "en" else ["( x )", "( y )", "(ROOT x)", "(ROOT y)"]
+            rows.append(
+                [language, name, *parses, premise, hypothesis, 10 + i, 20 + i, "facetoface"]
+                + [name] * 5
+                + [premise, hypothesis, "True"]
+            )
+    return write_tsv(path, XNLI_TSV_HEADER, rows)
+
+
+def multinli_record(premise: str, hypothesis: str, gold_label: str, index: int) -> dict[str, Any]:
+    """A line of multinli_1.0_*.jsonl (its keys; label names, "-" when the annotators did not agree)."""
+    return {
+        "annotator_labels": [gold_label if gold_label != "-" else "neutral"],
+        "genre": "fiction",
+        "gold_label": gold_label,
+        "pairID": f"{1000 + index}e",
+        "promptID": 1000 + index,
+        "sentence1": premise,
+        "sentence1_binary_parse": "( " + premise + " )",
+        "sentence1_parse": "(ROOT " + premise + ")",
+        "sentence2": hypothesis,
+        "sentence2_binary_parse": "( " + hypothesis + " )",
+        "sentence2_parse": "(ROOT " + hypothesis + ")",
+    }
+
+
+def write_multinli_jsonl(path: Path, unlabelled: int = 0) -> str:
+    """NLI_PAIRS as MultiNLI 1.0 jsonl, plus `unlabelled` rows whose gold_label is "-"."""
+    names = ("entailment", "neutral", "contradiction")
+    records = [multinli_record(p, h, names[y], i) for i, (p, h, y) in enumerate(NLI_PAIRS)]
+    records += [multinli_record(NLI_PAIRS[0][0], "A man sleeps.", "-", 100 + i) for i in range(unlabelled)]
+    return write_rows(path, records)
+
+
+GLUE_LABEL_NAMES = {
+    "cola": ("unacceptable", "acceptable"),
+    "sst2": ("negative", "positive"),
+    "mrpc": ("not_equivalent", "equivalent"),
+    "qqp": ("not_duplicate", "duplicate"),
+    "mnli": ("entailment", "neutral", "contradiction"),
+    "qnli": ("entailment", "not_entailment"),
+    "rte": ("entailment", "not_entailment"),
+    "wnli": ("not_entailment", "entailment"),
+}
+
+
+GLUE_SPECS_TEXT = {
+    "qnli": ("question", "sentence"),
+    "rte": ("sentence1", "sentence2"),
+    "wnli": ("sentence1", "sentence2"),
+}
+
+
+def glue_tsv_lines(task: str) -> tuple[list[str] | None, list[list[Any]]]:
+    """GLUE_ROWS[task] as the header and lines of GLUE's own train.tsv / dev.tsv (glue_data/<TASK>/)."""
+    rows = GLUE_ROWS[task]
+    if task == "cola":  # no header: source, label, original label ("*" = unacceptable), sentence
+        return None, [["gj04", r["label"], "" if r["label"] else "*", r["sentence"]] for r in rows]
+    if task == "sst2":
+        return ["sentence", "label"], [[r["sentence"], r["label"]] for r in rows]
+    if task == "mrpc":
+        header = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
+        return header, [[r["label"], 100 + i, 200 + i, r["sentence1"], r["sentence2"]] for i, r in enumerate(rows)]
+    if task == "qqp":
+        header = ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"]
+        return header, [[i, 2 * i, 2 * i + 1, r["question1"], r["question2"], r["label"]] for i, r in enumerate(rows)]
+    if task == "stsb":
+        header = "index genre filename year old_index source1 source2 sentence1 sentence2 score".split()
+        return header, [
+            [i, "main-captions", "MSRvid", "2012test", i, "none", "none", r["sentence1"], r["sentence2"], r["label"]]
+            for i, r in enumerate(rows)
+        ]
+    if task == "mnli":
+        header = (
+            "index promptID pairID genre sentence1_binary_parse sentence2_binary_parse sentence1_parse "
+            "sentence2_parse sentence1 sentence2 label1 gold_label"
+        ).split()
+        names = GLUE_LABEL_NAMES["mnli"]
+        return header, [
+            [i, 10 + i, f"{10 + i}e", "fiction", "( a )", "( b )", "(ROOT a)", "(ROOT b)", r["premise"]]
+            + [r["hypothesis"], names[r["label"]], names[r["label"]]]
+            for i, r in enumerate(rows)
+        ]
+    fields = GLUE_SPECS_TEXT[task]  # qnli, rte, wnli: index, the two texts, the label name or "0"/"1"
+    label = (lambda y: y) if task == "wnli" else (lambda y: GLUE_LABEL_NAMES[task][y])
+    return ["index", *fields, "label"], [[i, *(r[f] for f in fields), label(r["label"])] for i, r in enumerate(rows)]
+
+
+def write_glue_tsv(directory: Path, task: str) -> dict[str, str]:
+    """One GLUE task as GLUE's train.tsv and dev.tsv (MNLI: dev_matched.tsv); MRPC with MSR's byte-order mark."""
+    header, rows = glue_tsv_lines(task)
+    validation = GLUE_VALIDATION_SPLIT.get(task, "validation")
+    dev = "dev_matched.tsv" if task == "mnli" else "dev.tsv"
+    return {
+        "train": write_tsv(directory / task / "train.tsv", header, rows, bom=task == "mrpc"),
+        validation: write_tsv(directory / task / dev, header, rows, bom=task == "mrpc"),
+    }
+
+
+def write_panx(directory: Path, language: str, raw: bool = False) -> dict[str, str]:
+    """WIKIANN_ROWS[language] as PAN-X: XTREME's `{split}-{lang}.tsv` (token<TAB>tag), or with `raw` the PAN-X
+    download's `{lang}/train`, `dev`, `test` (lang:token<TAB>tag, no suffix); sentences end with a blank line."""
+    sentences = WIKIANN_ROWS.get(language, WIKIANN_ROWS["en"])
+    prefix = f"{language}:" if raw else ""
+    text = "".join("".join(f"{prefix}{w}\t{t}\n" for w, t in s) + "\n" for s in sentences)
+    files = {}
+    for split, name in (("train", "train"), ("validation", "dev"), ("test", "test")):
+        path = directory / language / name if raw else directory / f"{name}-{language}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        files[split] = str(path)
+    return files
