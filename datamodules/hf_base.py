@@ -172,8 +172,7 @@ class TextClassificationTask(HFTaskDataModule):
         )
         if self.regression:
             return scores(raw, label, where)
-        if self.label_names:
-            raw = label_ids(raw, label, self.label_names, self.label_aliases, where)
+        raw = label_ids(raw, label, self.label_names, self.label_aliases, where)
         before = len(raw)
         raw = raw.filter(lambda row: row[label] is not None and row[label] >= 0, desc=f"{self.name}: labelled rows")
         if len(raw) < before:

@@ -55,6 +55,11 @@ def label_ids(raw: Any, column: str, names: tuple[str, ...], aliases: Mapping[st
     if _is_string(feature):
         ids = accepted_ids(names, aliases)
         values = [v for v in raw.unique(column) if v is not None and v.strip() not in NO_GOLD_LABEL]
+        if not names:
+            raise ValueError(
+                f"{where}: label names {sorted(values)[:10]}, but this task has no class names to map them to; "
+                "write class ids (0, 1, ...) or give the task its label_names"
+            )
         unknown = sorted({v for v in values if v.strip() not in ids})
         if unknown:
             raise ValueError(
@@ -64,7 +69,7 @@ def label_ids(raw: Any, column: str, names: tuple[str, ...], aliases: Mapping[st
                 "column's values to these names"
             )
         return raw.map(LabelIds(column, tuple(sorted(ids.items()))), batched=True, desc="label names -> ids")
-    if str(getattr(feature, "dtype", "")).startswith("int"):  # Value("int64") and ClassLabel
+    if names and str(getattr(feature, "dtype", "")).startswith("int"):  # Value("int64") and ClassLabel
         outside = sorted(v for v in raw.unique(column) if v is not None and v >= len(names))
         if outside:
             raise ValueError(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from datamodules.glue import TABLE9_TASKS, GlueTask
+from datamodules.hf_base import TextClassificationTask
 from datamodules.hf_task import HFTaskDataModule
 from datamodules.multitask import MultiTaskDataModule
 from datamodules.squad_mlqa import SquadTask
@@ -93,6 +94,13 @@ def test_an_unknown_label_name_is_refused_naming_file_column_and_names(tokenizer
     gold = write_rows(tmp_path / "gold.jsonl", [{**record, "gold_label": "maybe"}])
     with pytest.raises(ValueError, match=r"gold\.jsonl, column 'gold_label': unknown label name\(s\) \['maybe'\]"):
         MNLITask(tokenizer, data_files={"train": gold}, cache_dir=str(tmp_path / "c")).features("train")
+    plain = TextClassificationTask(
+        "nli", tokenizer, ["premise", "hypothesis"], data_files={"test": bad}, cache_dir=str(tmp_path)
+    )
+    with pytest.raises(
+        ValueError, match=r"column 'label': label names \['entails'\], but this task has no class names"
+    ):
+        plain.features("test")
     ids = write_rows(tmp_path / "ids.jsonl", [{"premise": "a", "hypothesis": "b", "label": 3}])
     with pytest.raises(ValueError, match=r"ids\.jsonl, column 'label': label ids \[3\] outside \[0, 3\)"):
         XNLITask("de", tokenizer, data_files={"test": ids}, cache_dir=str(tmp_path / "c")).features("test")
