@@ -40,7 +40,7 @@ def cluster_embeddings(
     pca_dim: int | None = 50,
     seed: int = 0,
     covariance_type: str = "full",
-    n_init: int = 1,
+    n_init: int = 10,
 ) -> ClusterResult:
     """PCA to `pca_dim` components (None: no PCA), then a k-component Gaussian mixture; deterministic given the
     seed. Clusters are renumbered by size (largest first; ties by their first example), so names do not depend
