@@ -16,6 +16,11 @@ from tests.schema_fixtures import MLQA_ROWS, TYDIQA_TRAIN, TYDIQA_VALIDATION, sq
 SMALL = {"max_length": 64, "stride": 16, "max_query_length": 16}
 
 
+def official_json_task(cls: type, language: str, tokenizer: str, files: dict[str, str], cache: Path, **splits: Any):
+    """A task reading official SQuAD-format json files, with small windows."""
+    return cls(language, tokenizer, data_files=files, data_field="data", cache_dir=str(cache), **SMALL, **splits)
+
+
 def blank_like_xtreme(rows: list[dict[str, Any]], path: Path) -> str:
     """What XTREME's `remove_qa_test_annotations` writes: one paragraph per question, the title dropped, and the
     answers replaced by a single {"answer_start": 0, "text": ""}."""
@@ -34,14 +39,7 @@ def blank_like_xtreme(rows: list[dict[str, Any]], path: Path) -> str:
 def test_blanked_tydiqa_dev_is_refused_naming_file_column_and_fix(tokenizer: str, tmp_path: Path) -> None:
     dev = blank_like_xtreme(TYDIQA_VALIDATION, tmp_path / "tydiqa.goldp.en.dev.json")
     train = write_squad_json(tmp_path / "train.json", TYDIQA_TRAIN)
-    task = TyDiQATask(
-        "en",
-        tokenizer,
-        data_files={"train": train, "validation": dev},
-        data_field="data",
-        cache_dir=str(tmp_path / "c"),
-        **SMALL,
-    )
+    task = official_json_task(TyDiQATask, "en", tokenizer, {"train": train, "validation": dev}, tmp_path / "c")
     with pytest.raises(ValueError) as err:
         task.setup("validate")
     message = str(err.value)
@@ -59,27 +57,11 @@ def test_blanked_tydiqa_dev_is_refused_naming_file_column_and_fix(tokenizer: str
 def test_blanked_mlqa_test_is_refused_and_the_published_file_is_scored(tokenizer: str, tmp_path: Path) -> None:
     rows = MLQA_ROWS["de"]
     blanked = blank_like_xtreme(rows, tmp_path / "xtreme" / "test-context-de-question-de.json")
-    task = MLQATask(
-        "de",
-        tokenizer,
-        data_files={"test": blanked},
-        data_field="data",
-        val_split=None,
-        cache_dir=str(tmp_path / "c"),
-        **SMALL,
-    )
+    task = official_json_task(MLQATask, "de", tokenizer, {"test": blanked}, tmp_path / "c", val_split=None)
     with pytest.raises(ValueError, match=r"test-context-de-question-de\.json.*2 of 2 questions.*MLQA_V1"):
         task.setup("test")
     published = write_squad_json(tmp_path / "MLQA_V1" / "test-context-de-question-de.json", rows)
-    task = MLQATask(
-        "de",
-        tokenizer,
-        data_files={"test": published},
-        data_field="data",
-        val_split=None,
-        cache_dir=str(tmp_path / "c"),
-        **SMALL,
-    )
+    task = official_json_task(MLQATask, "de", tokenizer, {"test": published}, tmp_path / "c", val_split=None)
     task.setup("test")
     assert sorted(set(task.test_dataset["example_id"])) == ["de-1", "de-2"]
 
@@ -88,15 +70,7 @@ def test_one_blank_answer_among_good_ones_is_refused_by_its_id(tokenizer: str, t
     rows = [dict(r) for r in TYDIQA_VALIDATION[:2]]
     rows[1] = {**rows[1], "answers": {"text": [""], "answer_start": [0]}}
     dev = write_squad_json(tmp_path / "dev.json", rows)
-    task = TyDiQATask(
-        "en",
-        tokenizer,
-        data_files={"validation": dev},
-        data_field="data",
-        train_split=None,
-        cache_dir=str(tmp_path / "c"),
-        **SMALL,
-    )
+    task = official_json_task(TyDiQATask, "en", tokenizer, {"validation": dev}, tmp_path / "c", train_split=None)
     with pytest.raises(ValueError, match=r"1 of 2 questions .*english-902-1"):
         task.setup("validate")
 
@@ -109,28 +83,14 @@ def test_a_training_question_without_answers_is_kept_but_a_blanked_one_is_refuse
         {**TYDIQA_TRAIN[0], "id": "english-103-1", "answers": {"text": [], "answer_start": []}},
     ]
     train = write_squad_json(tmp_path / "a" / "train.json", unanswerable)
-    task = TyDiQATask(
-        "en",
-        tokenizer,
-        data_files={"train": train},
-        data_field="data",
-        val_split=None,
-        test_split=None,
-        cache_dir=str(tmp_path / "c"),
-        **SMALL,
+    task = official_json_task(
+        TyDiQATask, "en", tokenizer, {"train": train}, tmp_path / "c", val_split=None, test_split=None
     )
     task.setup("fit")
     assert len(task.train_dataset) >= 3
     blanked = blank_like_xtreme(TYDIQA_TRAIN[:2], tmp_path / "b" / "train.json")
-    task = TyDiQATask(
-        "en",
-        tokenizer,
-        data_files={"train": blanked},
-        data_field="data",
-        val_split=None,
-        test_split=None,
-        cache_dir=str(tmp_path / "c"),
-        **SMALL,
+    task = official_json_task(
+        TyDiQATask, "en", tokenizer, {"train": blanked}, tmp_path / "c", val_split=None, test_split=None
     )
     with pytest.raises(ValueError, match="no gold answer text"):
         task.setup("fit")
