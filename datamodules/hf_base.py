@@ -141,18 +141,8 @@ class TextClassificationTask(HFTaskDataModule):
             self.tokenizer_name, self.max_length, tuple(self.text_fields), self.label_field, self.regression
         )
 
-    def load_raw(self, split: str) -> Any:
-        options = {"column_names": self.headerless_columns} if self.headerless_columns else None
-        return load_split(
-            split,
-            path=self.path,
-            config_name=self.config_name,
-            revision=self.revision,
-            data_files=self.data_files,
-            data_field=self.data_field,
-            cache_dir=self.cache_dir,
-            options=options,
-        )
+    def load_options(self) -> dict[str, Any] | None:
+        return {"column_names": self.headerless_columns} if self.headerless_columns else None
 
     def split_source(self, split: str) -> str:
         """The files (or hub dataset) of one split, for messages."""

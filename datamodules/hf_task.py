@@ -125,6 +125,10 @@ class HFTaskDataModule(TaskDataModule):
             return f"data_files {self.data_files}"
         return f"hub dataset {self.path}" + (f" ({self.config_name})" if self.config_name else "")
 
+    def load_options(self) -> dict[str, Any] | None:
+        """Extra arguments of the file builder (e.g. the column names of a headerless tsv); None by default."""
+        return None
+
     def load_raw(self, split: str) -> Any:
         return load_split(
             split,
@@ -134,6 +138,7 @@ class HFTaskDataModule(TaskDataModule):
             data_files=self.data_files,
             data_field=self.data_field,
             cache_dir=self.cache_dir,
+            options=self.load_options(),
         )
 
     def check_columns(self, raw: Any, split: str) -> None:
