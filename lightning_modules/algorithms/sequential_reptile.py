@@ -27,6 +27,11 @@ class SequentialReptile(ReptileFamily):
             the next; set True for a fresh optimizer per trajectory.
         outer_lr_final: if set, η is annealed linearly to this value over the run's outer updates
             (supervised-reptile's --meta-step-final); needs trainer.max_steps.
+
+    The inner optimizer is the `optimizer:` section as given: the paper's AdamW, with its default β1 = 0.9.
+    Unlike Reptile's (β1 = 0, `Reptile.inner_beta1`), this first moment is kept: one trajectory already mixes
+    tasks drawn from p by design, so momentum carried within it or into the next trajectory mixes nothing the
+    method does not; setting β1 = 0 would be a change to the paper's inner optimizer.
     """
 
     label = "Seq. Reptile"
