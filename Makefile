@@ -22,8 +22,8 @@ run-synthetic: install
 test: install
 	$(BIN)/python -m pytest -m "slow or not slow"
 
-test-fast: install
-	$(BIN)/python -m pytest
+test-fast: install  # the default suite, on two worker processes
+	$(BIN)/python -m pytest -n 2
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
