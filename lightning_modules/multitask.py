@@ -12,10 +12,12 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from lightning_modules.algorithms.base import Algorithm
+from lightning_modules.distributed import all_reduce_mean
 from lightning_modules.errors import NonFiniteLossError, NonFiniteParametersError
 from lightning_modules.eval_summary import format_results
 from lightning_modules.models.base import TaskModel
 from lightning_modules.precision import check_training_precision
+from lightning_modules.step_logging import StepLog, deferrable, logs_due
 
 StepListener = Callable[["MultiTaskModule", str, list[str]], None]
 
@@ -67,6 +69,12 @@ class MultiTaskModule(pl.LightningModule):
         # Optimizer arguments a resume changed on purpose: the restored optimizer state would otherwise keep the
         # checkpoint's values in its parameter groups.
         self.optimizer_overrides: list[str] = []
+        self._step_log = StepLog()
+        # Whether the step's task losses are checked for NaN with the parameters, in one host sync at the end of the
+        # step (default on accelerators, where each check would stall the host), rather than each as it is computed,
+        # before the parameters are touched (default on a CPU, where the check costs nothing).
+        self.check_losses_at_step_end: bool | None = None
+        self._step_losses: list[tuple[str, torch.Tensor]] | None = None
 
     # ----------------------------------------------------------------- wiring
     def setup(self, stage: str) -> None:
@@ -109,7 +117,9 @@ class MultiTaskModule(pl.LightningModule):
 
     def task_loss(self, task: str, batch: Any) -> torch.Tensor:
         loss = self.model(task, batch).loss
-        if not torch.isfinite(loss):
+        if self._step_losses is not None:
+            self._step_losses.append((task, loss.detach()))
+        elif not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) on task '{task}' at training step {self.global_step + 1} "
                 f"(after {self.global_step} completed optimizer steps); training stopped before the parameters "
@@ -117,6 +127,19 @@ class MultiTaskModule(pl.LightningModule):
             )
         self.log(f"train/{task}/loss", loss.detach(), on_step=True, on_epoch=False, batch_size=1)
         return loss
+
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        """Lightning's `log`; per-step training values wait for a step whose logs are written
+        (`lightning_modules.step_logging`)."""
+        if deferrable(self._current_fx_name, args, kwargs):
+            self._step_log.defer(name, value, kwargs)
+            return
+        super().log(name, value, *args, **kwargs)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._step_log.pending and logs_due(self.trainer):
+            self._step_log.flush(super().log)
+        self._step_log.clear()
 
     def optimizer_step(self) -> None:
         """One inner optimizer step from the gradients in `.grad` (counted by Lightning's global_step); the
@@ -137,34 +160,51 @@ class MultiTaskModule(pl.LightningModule):
         self.optimizers().optimizer.state.clear()
 
     def all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Average over DDP ranks (a no-op on one process); for gradients computed with autograd.grad."""
-        if self.trainer.world_size > 1:
-            return self.trainer.strategy.reduce(tensor, reduce_op="mean")
-        return tensor
+        """Average over DDP ranks (a no-op on one process); for gradients computed with autograd.grad. One
+        all-reduce without the barrier Lightning's `strategy.reduce` puts before each one (`distributed.py`)."""
+        return all_reduce_mean(tensor, self.trainer.world_size)
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: list[tuple[str, Any]], batch_idx: int) -> torch.Tensor:
         if self._train_rng is not None:
             _set_rng_state(self._train_rng, self.device)
-        loss = self.algorithm.training_step(self, batch)
-        self._check_finite_parameters([task for task, _ in batch])
+        self._step_log.clear()
+        at_end = self.check_losses_at_step_end
+        self._step_losses = [] if (self.device.type != "cpu" if at_end is None else at_end) else None
+        step = self.global_step + 1
+        try:
+            loss = self.algorithm.training_step(self, batch)
+        finally:
+            losses, self._step_losses = self._step_losses or [], None
+        self._check_finite_step(step, losses, [task for task, _ in batch])
         self._train_rng = _get_rng_state(self.device)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
         return loss
 
-    def _check_finite_parameters(self, tasks: list[str]) -> None:
-        """A finite loss can still give a non-finite update (an overflowing gradient or learning rate)."""
+    def _check_finite_step(self, step: int, losses: list[tuple[str, torch.Tensor]], tasks: list[str]) -> None:
+        """The step's losses (when not checked as they came) and its update, in one host sync: a finite loss can
+        still give a non-finite update (an overflowing gradient or learning rate)."""
         named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
-        # One sum per tensor (NaN and ±inf survive a sum) and one host sync: a few ms per step on a 44 M
-        # parameter model on CPU, where an elementwise isfinite costs ~100x more.
-        if named and not bool(torch.isfinite(torch.stack([_wide_sum(p.detach()) for _, p in named])).all()):
-            bad = [n for n, p in named if not bool(torch.isfinite(p.detach()).all())] or ["sums beyond float range"]
-            raise NonFiniteParametersError(
-                f"training step {self.global_step} (tasks {', '.join(dict.fromkeys(tasks))}) made parameters NaN "
-                f"or infinite ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}); training stopped, and the "
-                "checkpoints on disk keep the last state saved before it. Lower the learning rate or set "
-                "model.grad_clip_norm"
-            )
+        # One sum per tensor (NaN and ±inf survive a sum): a few ms per step on a 44 M parameter model on CPU,
+        # where an elementwise isfinite costs ~100x more.
+        flags = [torch.isfinite(torch.stack([_wide_sum(p.detach()) for _, p in named]))] if named else []
+        flags += [torch.isfinite(loss).reshape(1) for _, loss in losses]
+        if not flags or bool(torch.cat(flags).all()):
+            return
+        for task, loss in losses:
+            if not bool(torch.isfinite(loss)):
+                raise NonFiniteLossError(
+                    f"non-finite loss ({loss.item()}) on task '{task}' at training step {step} (after {step - 1} "
+                    "completed optimizer steps); training stopped before this step was saved, the last saved "
+                    "checkpoint is kept"
+                )
+        bad = [n for n, p in named if not bool(torch.isfinite(p.detach()).all())] or ["sums beyond float range"]
+        raise NonFiniteParametersError(
+            f"training step {self.global_step} (tasks {', '.join(dict.fromkeys(tasks))}) made parameters NaN "
+            f"or infinite ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}); training stopped, and the "
+            "checkpoints on disk keep the last state saved before it. Lower the learning rate or set "
+            "model.grad_clip_norm"
+        )
 
     # -------------------------------------------------------------- evaluation
     def on_validation_epoch_start(self) -> None:

@@ -54,30 +54,70 @@ def task_jacobian(
 
     Gradients of the task-specific parameters are summed into their `.grad`: ∇ Σ_t L_t, or ∇ Σ_t w_t L_t
     when `weights` [T] is given (GradNorm weights the loss; the rows and losses stay unweighted). Under DDP
-    both are averaged over ranks here (autograd.grad bypasses DDP's reducer).
+    both are averaged over ranks here (autograd.grad bypasses DDP's reducer), in one all-reduce of one flat
+    buffer: the rows are written into it as they are computed (no second [T, D] copy) and the heads' gradients
+    after them.
     """
     if weights is not None and weights.shape != (len(batch),):
         raise ValueError(
             f"weights must have one entry per (task, batch) pair: {len(batch)}, got {tuple(weights.shape)}"
         )
     scale = LossScale(module)
-    rows, losses = [], []
+    width = sum(p.numel() for p in shared)
+    buffer: torch.Tensor | None = None
+    losses = []
     for i, (task, data) in enumerate(batch):
         loss = module.task_loss(task, data)
         grads = torch.autograd.grad(scale.scale(loss), shared + specific, allow_unused=True)
-        rows.append(flatten([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, shared)]))
+        if buffer is None:
+            buffer = _buffer(shared, specific, len(batch) * width)
+        _write(buffer[i * width : (i + 1) * width], grads[: len(shared)], shared)
         for p, g in zip(specific, grads[len(shared) :]):
             if g is not None:
                 if weights is not None:
                     g = g * weights[i].detach().to(g)
                 p.grad = g if p.grad is None else p.grad + g
         losses.append(loss.detach())
-    jacobian = widen(scale.unscale(module.all_reduce_mean(torch.stack(rows))))
-    for p in specific:
-        if p.grad is not None:
-            p.grad = module.all_reduce_mean(p.grad)
+    if buffer is None:
+        raise ValueError("task_jacobian needs at least one (task, batch) pair")
+    world = _world_size(module)
+    heads = [p for p in specific if p.grad is not None]
+    if world > 1:
+        _write(buffer[len(batch) * width :], [p.grad for p in heads], heads)
+        module.all_reduce_mean(buffer)
+        offset = len(batch) * width
+        for p in heads:
+            p.grad = buffer[offset : offset + p.numel()].view_as(p).to(p.grad.dtype, copy=True)
+            offset += p.numel()
+    jacobian = widen(scale.unscale(buffer[: len(batch) * width].view(len(batch), width)))
     finite = scale.finite([jacobian, *(p.grad for p in specific)])
     return TaskGradients(jacobian, torch.stack(losses), scale, finite)
+
+
+def _world_size(module: TrainingModule) -> int:
+    trainer = getattr(module, "_trainer", None)
+    return int(getattr(trainer, "world_size", 1)) if trainer is not None else 1
+
+
+def _buffer(shared: list[nn.Parameter], specific: list[nn.Parameter], rows: int) -> torch.Tensor:
+    """Room for the rows and, after them, every head's gradient (the part sent with the rows under DDP)."""
+    params = shared + specific
+    dtype = params[0].dtype
+    for p in params[1:]:
+        dtype = torch.promote_types(dtype, p.dtype)
+    return torch.empty(rows + sum(p.numel() for p in specific), dtype=dtype, device=params[0].device)
+
+
+def _write(out: torch.Tensor, grads: Any, params: list[nn.Parameter]) -> None:
+    """Copies gradients (None: zero, an unused parameter) one after another into the flat slice `out`."""
+    offset = 0
+    for g, p in zip(grads, params):
+        piece = out[offset : offset + p.numel()]
+        if g is None:
+            piece.zero_()
+        else:
+            piece.copy_(g.reshape(-1))
+        offset += p.numel()
 
 
 def flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
