@@ -48,6 +48,10 @@ class MultiTaskDataModule(pl.LightningDataModule):
         self.seed = seed
         self.steps_per_epoch = steps_per_epoch
         self.schedule: ScheduleSpec | None = None
+        # How training batches are read (the CLI's `performance:` section sets them; they change no batch): worker
+        # processes collating ahead of the step, and page-locked memory (None: when training on a CUDA device).
+        self.loader_workers = 0
+        self.pin_memory: bool | None = None
 
     @property
     def task_names(self) -> list[str]:
@@ -121,7 +125,10 @@ class MultiTaskDataModule(pl.LightningDataModule):
             tasks_per_step = self.schedule.tasks_per_step if isinstance(self.schedule, IIDSchedule) else 1
             mean_batch = sum(t.batch_size for t in self.tasks) / len(self.tasks)
             steps = max(1, math.ceil(sum(sizes) / (mean_batch * tasks_per_step * world_size)))
-        return ScheduledLoader(sampler, streams, steps)
+        pin = self.pin_memory
+        if pin is None:
+            pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return ScheduledLoader(sampler, streams, steps, num_workers=self.loader_workers, pin_memory=pin)
 
     def eval_task_names(self) -> list[str]:
         """Names in the order of the validation/test dataloaders: training tasks, then zero-shot."""

@@ -39,6 +39,8 @@ from lightning_modules.lifecycle.run_config import (
 )
 from lightning_modules.lifecycle.run_dir import best_checkpoint, default_logger, is_run_logger
 from lightning_modules.multitask import MultiTaskModule, check_checkpoint_compatible
+from lightning_modules.performance import Performance, from_config
+from lightning_modules.strategies import check_strategy
 from pretrained.files import atomic_write_text
 
 __all__ = ["FinalStepCheckpoint", "MultiTaskCLI"]
@@ -76,6 +78,7 @@ class MultiTaskCLI(LightningCLI):
     # ------------------------------------------------------------------ parsing
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(FinalStepCheckpoint, "checkpoint")
+        parser.add_class_arguments(Performance, "performance", instantiate=False)
         parser.link_arguments("data", "model.data", compute_fn=MultiTaskDataModule.facts, apply_on="instantiate")
         parser.add_optimizer_args((Optimizer,))  # as LightningCLI would, but so its default can be set
         parser.set_defaults(
@@ -199,8 +202,12 @@ class MultiTaskCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         # Fail on incompatible checkpoint/model/data/algorithm before any data is prepared, any file is
         # written into the log directory (config.yaml) or any step is taken.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        performance = from_config(config.get("performance"))
         if self.subcommand == "fit":
-            self.model.run_config = self._run_config
+            # recorded, not compared: a resume may change it, but is then not bitwise (warned about)
+            self.model.run_config = {**self._run_config, "performance.matmul_precision": performance.matmul_precision}
+            warn_matmul_precision_change(self._checkpoint, performance.matmul_precision)
             prefix = "optimizer.init_args."
             self.model.optimizer_overrides = sorted(
                 k[len(prefix) :] for k, _, _ in self._changes if k.startswith(prefix)
@@ -210,9 +217,11 @@ class MultiTaskCLI(LightningCLI):
             check_checkpoint_compatible(self._checkpoint, self.datamodule.task_names, self.model.algorithm, ckpt_path)
         self.model.model.check_tasks(self.datamodule.eval_task_names())
         self.datamodule.attach_schedule(self.model.algorithm.schedule())
+        performance.apply(self.model, self.datamodule)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
+        check_strategy(trainer.strategy)
         if self.subcommand == "fit":
             self.preemption = PreemptionCheckpoint()
             trainer.callbacks.insert(0, self.preemption)
@@ -250,6 +259,17 @@ class MultiTaskCLI(LightningCLI):
         lock = RunLock(self.trainer.logger.log_dir)
         lock.acquire()
         return lock
+
+
+def warn_matmul_precision_change(checkpoint: dict[str, Any] | None, now: str) -> None:
+    """A resume under another float32 matmul precision continues, but its arithmetic differs from the run's."""
+    saved = ((checkpoint or {}).get("multitask", {}).get("run_config") or {}).get("performance.matmul_precision")
+    if saved is not None and saved != now:
+        rank_zero_only(print)(
+            f"warning: the checkpoint was trained with performance.matmul_precision={saved}, this resume uses {now}: "
+            "float32 matrix products round differently, so the resumed run is not bitwise the one it continues",
+            file=sys.stderr,
+        )
 
 
 def check_training_length(trainer: Any) -> None:

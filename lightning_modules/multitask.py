@@ -18,6 +18,7 @@ from lightning_modules.eval_summary import format_results
 from lightning_modules.models.base import TaskModel
 from lightning_modules.precision import check_training_precision
 from lightning_modules.step_logging import StepLog, deferrable, logs_due
+from lightning_modules.strategies import check_strategy
 
 StepListener = Callable[["MultiTaskModule", str, list[str]], None]
 
@@ -84,6 +85,7 @@ class MultiTaskModule(pl.LightningModule):
         self.task_names = list(datamodule.task_names)
         self.eval_task_names = list(datamodule.eval_task_names())
         self.model.check_tasks(self.eval_task_names)
+        check_strategy(self.trainer.strategy)
         if stage == "fit":
             check_training_precision(self.trainer.precision_plugin)
             datamodule.attach_schedule(self.algorithm.schedule())
