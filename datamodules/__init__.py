@@ -2,7 +2,8 @@ from datamodules.bible import BibleGenreTask
 from datamodules.bible_vocab import BibleVocabulary
 from datamodules.glue import GlueTask
 from datamodules.multitask import MultiTaskDataModule
-from datamodules.pseudo_tasks import PseudoTask, PseudoTaskDataModule
+from datamodules.pseudo_task_datamodule import PseudoTaskDataModule
+from datamodules.pseudo_tasks import PseudoTask
 from datamodules.schedule import BlockSchedule, IIDSchedule, TaskSampler, task_probabilities
 from datamodules.squad_mlqa import MLQATask, SquadTask
 from datamodules.synthetic import SyntheticTaskDataModule

@@ -16,8 +16,8 @@ Two ways in:
 - YAML with the CLI as it is (`data:` is a MultiTaskDataModule): k `PseudoTask` entries under `data.tasks`,
   `cluster: 0 ... k-1`, same source and settings (a YAML anchor + merge key keeps that short). The first entry
   encodes and clusters, the others read the cache.
-- Python (or a CLI with `subclass_mode_data=True`): `PseudoTaskDataModule(source, k, zero_shot_tasks, ...)`, a
-  MultiTaskDataModule that builds its k tasks over one shared `PseudoTaskSplit`.
+- Python (or a CLI with `subclass_mode_data=True`): `PseudoTaskDataModule(source, k, zero_shot_tasks, ...)`
+  (`pseudo_task_datamodule.py`), a MultiTaskDataModule that builds its k tasks over one shared `PseudoTaskSplit`.
 
 Evaluation: the source's validation/test splits are evaluated once, not once per cluster: the first cluster
 (`<source>_c0`) carries them, the others serve empty loaders (PseudoTaskDataModule leaves them out). So
@@ -41,12 +41,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Subset
 
-from datamodules.multitask import MultiTaskDataModule
 from datamodules.pseudo_task_clustering import EmbedFn, EncoderEmbedder, cluster_embeddings, embed_examples
-from datamodules.schedule import IIDSchedule, ScheduleSpec
 from datamodules.task import TaskDataModule
 from pretrained.files import atomic_write_text, atomic_writer
 from pretrained.fingerprints import content_key, data_fingerprint
@@ -370,73 +368,3 @@ class PseudoTask(ClusterTask):
             embed_fn=embed_fn,
         )
         super().__init__(split, cluster, carries_eval=(cluster == 0))
-
-
-class PseudoTaskDataModule(MultiTaskDataModule):
-    """A MultiTaskDataModule whose training tasks are the k clusters of one source task (paper §4.3).
-
-    The arguments are those of `PseudoTaskSplit` (`cluster_seed` is its `seed`, `embed_device` its `device`;
-    `seed` and `steps_per_epoch` are MultiTaskDataModule's). Validation/test: the source's splits once (as task
-    `<source>_c0`), then the zero-shot tasks. MultiTaskCLI registers MultiTaskDataModule itself (not in subclass
-    mode), so from YAML use `PseudoTask` entries instead, or enable `subclass_mode_data` in the CLI.
-    """
-
-    def __init__(
-        self,
-        source: TaskDataModule,
-        k: int = 4,
-        pca_dim: int | None = 50,
-        cluster_seed: int = 0,
-        encoder: str | None = None,
-        cache_dir: str = ".cache/pseudo_tasks",
-        covariance_type: Covariance = "full",
-        n_init: int = 10,
-        embed_batch_size: int = 64,
-        embed_device: str | None = None,
-        embed_fn: EmbedFn | None = None,
-        zero_shot_tasks: list[TaskDataModule] | None = None,
-        seed: int = 1234,
-        steps_per_epoch: int | None = None,
-    ) -> None:
-        split = PseudoTaskSplit(
-            source,
-            k=k,
-            pca_dim=pca_dim,
-            seed=cluster_seed,
-            encoder=encoder,
-            cache_dir=cache_dir,
-            covariance_type=covariance_type,
-            n_init=n_init,
-            embed_batch_size=embed_batch_size,
-            device=embed_device,
-            embed_fn=embed_fn,
-        )
-        super().__init__(
-            tasks=split.views(), zero_shot_tasks=zero_shot_tasks, seed=seed, steps_per_epoch=steps_per_epoch
-        )
-        self.split = split
-
-    def _eval_tasks(self) -> list[TaskDataModule]:
-        return [self.tasks[0], *self.zero_shot_tasks]
-
-    def eval_task_names(self) -> list[str]:
-        return [t.name for t in self._eval_tasks()]
-
-    def val_dataloader(self) -> list[DataLoader]:
-        return [t.val_dataloader() for t in self._eval_tasks()]
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [t.test_dataloader() for t in self._eval_tasks()]
-
-    def attach_schedule(self, schedule: ScheduleSpec) -> None:
-        super().attach_schedule(schedule)
-        k = len(self.tasks)
-        if isinstance(schedule, IIDSchedule) and schedule.tasks_per_step < k and schedule.q != 0:
-            rank_zero_warn(
-                f"pseudo-tasks: the schedule draws {schedule.tasks_per_step} of {k} clusters with p_t ∝ N_t^"
-                f"{schedule.q}; the paper uses p_t = 1/{k} (set the algorithm's q: 0) or all {k} per step"
-            )
-
-    def cluster_sizes(self) -> dict[str, int]:
-        """Training examples per pseudo-task (after setup('fit') or prepare_data)."""
-        return self.split.cluster_sizes()

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from datamodules.pseudo_task_clustering import EncoderEmbedder, cluster_embeddings, embed_examples
-from datamodules.pseudo_tasks import PseudoTaskDataModule, PseudoTaskSplit
+from datamodules.pseudo_task_datamodule import PseudoTaskDataModule
+from datamodules.pseudo_tasks import PseudoTaskSplit
 from datamodules.schedule import IIDSchedule
 from datamodules.task import TaskDataModule
 from pretrained.fingerprints import data_fingerprint
