@@ -24,14 +24,14 @@ from callbacks.probe_numerics import FixedPrecisionHead, parameter_dtype, statis
 from lightning_modules.models.mlm_probe import (
     MaskedBatch,
     MLMHead,
-    ProbeSettings,
-    load_or_fit_probe_head,
     mask_texts,
     masked_lm_loss,
     pretrained_head,
     vocabulary_rows,
 )
+from lightning_modules.models.mlm_probe_fit import ProbeSettings, load_or_fit_probe_head
 from pretrained.files import atomic_write_text
+from pretrained.fingerprints import tokenizer_fingerprint
 
 MLM_HEADER = ["step", "language", "group", "loss", "tokens"]
 PROBE_NOTE = (
@@ -256,8 +256,6 @@ class MaskedLMLoss(PeriodicMeasurement):
                 f"MaskedLMLoss: no text to fit the probe head on for {without} (CC-100 files need lines beyond the "
                 f"{self.texts_per_language} held-out ones)"
             )
-        from datamodules.bible import tokenizer_fingerprint
-
         reference = self.reference_encoder(pl_module, encoder)
         head, record = load_or_fit_probe_head(
             reference,

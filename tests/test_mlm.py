@@ -23,13 +23,12 @@ from lightning_modules.models.encoder import EncoderClassifier
 from lightning_modules.models.mlm_probe import (
     IGNORE,
     MaskedBatch,
-    ProbeSettings,
-    load_or_fit_probe_head,
     mask_texts,
     masked_lm_loss,
     pretrained_head,
     vocabulary_rows,
 )
+from lightning_modules.models.mlm_probe_fit import ProbeSettings, load_or_fit_probe_head
 from lightning_modules.multitask import MultiTaskModule
 from pretrained.vocab_trim import trim_vocabulary
 from tests.bible_fixture import fixture_words, verse_text
