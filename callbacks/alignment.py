@@ -6,9 +6,11 @@ Sequential Reptile's implicit objective rewards inner products between the gradi
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
@@ -17,11 +19,24 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from callbacks.periodic import PeriodicMeasurement
+from callbacks.alignment_stats import cos_mean_standard_error
+from callbacks.periodic import PeriodicMeasurement, StepCsv
 from callbacks.probe_numerics import training_numerics, widen
 from lightning_modules.task_gradients import flatten, split_parameters
 
 ALIGN_HEADER = ["step", "task_a", "task_b", "cos"]
+SUMMARY_HEADER = ["step", "cos_mean", "cos_mean_se", "mtl_loss"]
+
+
+@dataclass
+class Probe:
+    """What one probe measured at the evaluation weights: [T, D] task gradients, each task's probe-batch loss,
+    and per task the [n_t, T] inner products of its example gradients with the task gradients (empty when the
+    standard error is off)."""
+
+    gradients: torch.Tensor
+    losses: list[float]
+    products: list[torch.Tensor]
 
 
 class GradientAlignment(PeriodicMeasurement):
@@ -29,9 +44,13 @@ class GradientAlignment(PeriodicMeasurement):
     task w.r.t. the shared parameters on its fixed probe batch, and their pairwise cosines.
 
     Logged through the logger at `trainer.global_step`: `align/cos_mean` (mean over pairs i < j),
-    `align/cos/<a>__<b>` per pair, and `align/heatmap` (an annotated image; TensorBoard only). Rows
-    `step,task_a,task_b,cos` are appended to `<log_dir>/alignment.csv` (on resume, rows after the resumed
-    step are dropped).
+    `align/cos/<a>__<b>` per pair, `align/heatmap` (an annotated image; TensorBoard only), and for the trade-off
+    of the paper's Fig. 7a `tradeoff/mtl_loss` (the mean over training tasks of the probe-batch losses, i.e. the
+    MTL objective / T, from the forward passes that give the gradients, so at the same weights) and
+    `tradeoff/cos_mean_se` (the standard error of `align/cos_mean` over the choice of probe examples,
+    `callbacks/alignment_stats.py`). Rows `step,task_a,task_b,cos` are appended to `<log_dir>/alignment.csv`
+    and `step,cos_mean,cos_mean_se,mtl_loss` to `alignment_summary.csv` (on resume, rows after the resumed step
+    are dropped).
 
     Training is unchanged by it: the probe runs the model's forward with `torch.autograd.grad` (no `.grad`
     is written), in eval mode (dropout off), with the RNG forked, at the algorithm's evaluation weights
@@ -51,6 +70,12 @@ class GradientAlignment(PeriodicMeasurement):
             change the others' probes).
         heatmap: log `align/heatmap` to TensorBoard loggers.
         filename: the CSV's name inside the logger's directory.
+        standard_error: also measure `tradeoff/cos_mean_se`. Off by default for its cost: it needs every
+            probe example's gradient, one batch-1 backward pass per example (T x probe_batch_size of them), each
+            reduced at once to T inner products, so a probe takes 2-3x as long (1 thread of a busy 2-core
+            machine: the offline e5-small probe of 7 x 8 verses 9-13 s -> 25 s, the throughput benchmark's
+            model with 4 x 16 examples 0.4-0.5 s -> 1.1-1.6 s).
+        summary_filename: the name of the CSV of the per-step summary (`cos_mean`, its SE, `mtl_loss`).
 
     Cosines with a zero gradient are reported as 0. Memory: the [T, D] gradient matrix is held on the
     model's device during a probe.
@@ -63,6 +88,8 @@ class GradientAlignment(PeriodicMeasurement):
         seed: int = 0,
         heatmap: bool = True,
         filename: str = "alignment.csv",
+        standard_error: bool = False,
+        summary_filename: str = "alignment_summary.csv",
     ) -> None:
         super().__init__(every_n_steps, filename, ALIGN_HEADER)
         if probe_batch_size < 1:
@@ -70,7 +97,10 @@ class GradientAlignment(PeriodicMeasurement):
         self.probe_batch_size = probe_batch_size
         self.seed = seed
         self.heatmap = heatmap
+        self.standard_error = standard_error
+        self.summary = StepCsv(summary_filename, SUMMARY_HEADER)
         self.probes: dict[str, Any] = {}
+        self.examples: dict[str, list[Any]] = {}  # each probe example as a batch of one (the standard error)
         self.last_cosines: torch.Tensor | None = None  # [T, T] of the last probe (rank 0), for scripts/tests
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -85,16 +115,20 @@ class GradientAlignment(PeriodicMeasurement):
                 "remove the callback for single-task runs"
             )
         super().setup(trainer, pl_module, stage)
+        self.summary.setup(trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             self.probes = self.draw_probes(trainer.datamodule, pl_module.device)
+            self.summary.resume(trainer.global_step)
         super().on_train_start(trainer, pl_module)
 
     # ---------------------------------------------------------------- probing
     def draw_probes(self, datamodule: Any, device: torch.device) -> dict[str, Any]:
-        """One fixed batch per training task: a seeded random subset of its train split."""
+        """One fixed batch per training task: a seeded random subset of its train split (and, for the standard
+        error, each of its examples collated alone)."""
         probes = {}
+        self.examples = {}
         for name in datamodule.task_names:
             task = datamodule.task(name)
             dataset = task.train_dataset
@@ -103,45 +137,85 @@ class GradientAlignment(PeriodicMeasurement):
             generator = torch.Generator().manual_seed(self.seed + zlib.crc32(name.encode()))
             indices = torch.randperm(len(dataset), generator=generator)[: self.probe_batch_size].tolist()
             probes[name] = move_data_to_device(task.collate([dataset[i] for i in indices]), device)
+            if self.standard_error:
+                self.examples[name] = [move_data_to_device(task.collate([dataset[i]]), device) for i in indices]
         return probes
 
-    def task_gradients(self, pl_module: pl.LightningModule) -> torch.Tensor:
-        """[T, D] gradients of each probe loss w.r.t. the shared parameters, with training left untouched."""
+    def probe(self, pl_module: pl.LightningModule) -> Probe:
+        """Gradients and losses of each probe batch w.r.t. the shared parameters, with training left untouched."""
         shared, _ = split_parameters(pl_module)
         if not shared:
             raise ValueError("GradientAlignment: the model has no trainable shared parameters")
-        rows = []
+        rows, losses, products = [], [], []
         with _probe_context(pl_module), training_numerics(pl_module) as convert:
             for task, batch in self.probes.items():
                 loss = pl_module.model(task, convert(batch)).loss
-                grads = torch.autograd.grad(loss, shared, allow_unused=True)
-                row = flatten([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, shared)])
-                rows.append(widen(row))
-        return torch.stack(rows)
+                rows.append(_gradient(loss, shared))
+                losses.append(float(widen(loss.detach())))
+            gradients = torch.stack(rows)
+            for task, examples in self.examples.items():  # one example gradient in memory at a time
+                products.append(
+                    torch.stack(
+                        [_products(gradients, pl_module.model(task, convert(x)).loss, shared) for x in examples]
+                    )
+                )
+        return Probe(gradients, losses, products)
 
     def _measure_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         step = trainer.global_step
         self._last_step = step
         names = list(self.probes)
-        cos = cosine_matrix(self.task_gradients(pl_module))
+        probe = self.probe(pl_module)
+        cos = cosine_matrix(probe.gradients)
         self.last_cosines = cos
         pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
         metrics = {f"align/cos/{names[i]}__{names[j]}": float(cos[i, j]) for i, j in pairs}
         metrics["align/cos_mean"] = sum(metrics.values()) / len(pairs)
+        metrics["tradeoff/mtl_loss"] = sum(probe.losses) / len(probe.losses)
+        se = math.nan
+        if probe.products:
+            se = cos_mean_standard_error(_gram(probe.gradients), probe.products)
+        if not math.isnan(se):  # off, or a task with one probe example
+            metrics["tradeoff/cos_mean_se"] = se
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
             if self.heatmap and isinstance(logger, TensorBoardLogger):
                 image = render_heatmap(names, cos.numpy(), title=f"gradient cosine, step {step}")
                 logger.experiment.add_image("align/heatmap", image, global_step=step, dataformats="HWC")
         self.csv.append([[step, names[i], names[j], repr(float(cos[i, j]))] for i, j in pairs])
+        self.summary.append([[step, repr(metrics["align/cos_mean"]), repr(se), repr(metrics["tradeoff/mtl_loss"])]])
+
+
+def _gradient(loss: torch.Tensor, shared: list[torch.Tensor]) -> torch.Tensor:
+    """The flattened gradient of `loss` w.r.t. `shared` (zeros where unused), in the statistics dtype."""
+    grads = torch.autograd.grad(loss, shared, allow_unused=True)
+    return widen(flatten([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, shared)]))
+
+
+def _products(gradients: torch.Tensor, loss: torch.Tensor, shared: list[torch.Tensor]) -> torch.Tensor:
+    """[T] inner products (float64, on CPU) of each task gradient with the gradient of `loss`, parameter by
+    parameter: no flattened copy of that gradient, nothing for an unused parameter."""
+    grads = torch.autograd.grad(loss, shared, allow_unused=True)
+    total = torch.zeros(gradients.shape[0], dtype=torch.float64, device=gradients.device)
+    offset = 0
+    with torch.autocast(gradients.device.type, enabled=False):
+        for g, p in zip(grads, shared):
+            if g is not None:
+                total += (gradients[:, offset : offset + p.numel()] @ widen(g).reshape(-1)).double()
+            offset += p.numel()
+    return total.cpu()
+
+
+def _gram(gradients: torch.Tensor) -> torch.Tensor:
+    """[T, T] inner products (float64, on CPU) of the rows, taken with autocast off."""
+    with torch.autocast(gradients.device.type, enabled=False):
+        return (gradients @ gradients.T).double().cpu()
 
 
 def cosine_matrix(gradients: torch.Tensor) -> torch.Tensor:
     """[T, T] cosines (float64, on CPU) of the rows of a [T, D] matrix; 0 where a row is zero. The Gram matrix is
     taken in float32 or better (16-bit rows are widened) with autocast off."""
-    gradients = widen(gradients)
-    with torch.autocast(gradients.device.type, enabled=False):
-        gram = (gradients @ gradients.T).double().cpu()
+    gram = _gram(widen(gradients))
     norms = gram.diagonal().clamp_min(0).sqrt()
     denom = norms[:, None] * norms[None, :]
     return torch.where(denom > 0, gram / denom.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(gram))
