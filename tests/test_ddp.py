@@ -68,3 +68,29 @@ def test_sequential_reptile_on_two_cpu_processes(tmp_path: Path) -> None:
     rows = read_trajectory(trajectory)
     assert len(rows) == 1 + STEPS + STEPS // K
     assert [r["task"] for r in rows if r["phase"] == "inner"] == [b[0][0] for b in zero["batches"]]
+
+
+@pytest.mark.slow
+def test_pcgrad_on_two_cpu_processes_keeps_ranks_identical(tmp_path: Path) -> None:
+    """PCGrad's task gradients (autograd.grad, outside DDP's reducer) and its heads' gradients are averaged over
+    ranks in one flat buffer: every rank applies the same update although each sees its own shard."""
+    algorithm = {"class_path": "lightning_modules.algorithms.pcgrad.PCGrad", "init_args": {"tasks_per_step": 2}}
+    steps = 4
+    config = tiny_config(tmp_path / "cfg" / "ddp.yaml", algorithm, tasks={"a": 24, "b": 40}, max_steps=steps)
+    records = tmp_path / "records"
+    command = [
+        sys.executable, str(REPO / "train.py"), "fit", "--config", str(config),
+        "--trainer.strategy=ddp_find_unused_parameters_true", "--trainer.accelerator=cpu", "--trainer.devices=2",
+        f"--trainer.default_root_dir={tmp_path / 'logs'}",
+        add_callback("tests.helpers.StepRecorder", out_dir=str(records)), *QUIET,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    zero, one = (torch.load(records / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert [u["step"] for u in zero["updates"]] == [u["step"] for u in one["updates"]] == list(range(1, steps + 1))
+    for u0, u1 in zip(zero["updates"], one["updates"]):
+        for name, tensor in u0["params"].items():
+            assert torch.equal(tensor, u1["params"][name]), f"{name} differs between ranks at step {u0['step']}"
+    for name in ("heads.a.weight", "heads.b.weight", "trunk.weight"):
+        assert not torch.equal(zero["initial"][name], zero["updates"][-1]["params"][name]), name
