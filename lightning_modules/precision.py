@@ -33,9 +33,9 @@ def check_training_precision(plugin: Any) -> None:
     Those keep the weights themselves in 16 bits with no float32 master copy: a step smaller than half the spacing
     of a weight's 16-bit neighbours is rounded away (bf16 keeps 8 significant bits, so an AdamW step of about lr =
     3e-5 is lost on every weight of magnitude above ~0.008), and the Reptile family's outer step η(θ − φ) is lost the
-    same way. A
-    float32 master copy would cost the memory `bf16-mixed` costs (float32 weights, 16-bit compute), which already
-    gives full-precision updates, so training asks for that instead. Validation and testing may use them.
+    same way. A float32 master copy would cost the memory `bf16-mixed` costs (float32 weights, 16-bit compute),
+    which already gives full-precision updates, so training asks for that instead. Validation and testing may use
+    them.
     """
     if isinstance(plugin, HalfPrecision):
         name = plugin.precision
