@@ -1,10 +1,11 @@
 """The standard error of the mean task-gradient cosine over the choice of probe examples, in closed form.
 
 The mean cosine f(G_1, ..., G_T) is a smooth function of the task gradients G_t, each the mean of n_t example
-gradients g_t,i. To first order (the delta method, which the bootstrap over examples converges to as n grows),
-Var f ≈ Σ_t Var_i(∇_t f · g_t,i) / n_t. ∇_t f is a combination of the G_b, so ∇_t f · g_t,i needs only the inner
-products <G_b, g_t,i>: one example gradient at a time, never the [Σ n_t, D] matrix of all of them, which for a
-BERT-sized model does not fit in memory (a bootstrap needs every pairwise product between example gradients).
+gradients g_t,i. To first order (the delta method, which the bootstrap over examples converges to as n
+grows), Var f ≈ Σ_t Var_i(∇_t f · g_t,i) / n_t. ∇_t f is a combination of the G_b, so ∇_t f · g_t,i needs
+only the inner products <G_b, g_t,i>: one example gradient at a time, never the [Σ n_t, D] matrix of all of
+them, which for a BERT-sized model does not fit in memory (a bootstrap needs every pairwise product between
+example gradients).
 """
 
 from __future__ import annotations

@@ -20,6 +20,12 @@ Writes into `--out`:
   fig5a_mlm_seen.png    masked-LM loss on held-out text of seen languages (`mlm/seen`), Fig. 5a / 6a
   fig5b_mlm_unseen.png  ... of unseen languages (`mlm/unseen`), Fig. 5b / 6b
   fig5c_l2_drift.png    l2 distance from the pretrained weights (`drift/l2`), Fig. 5c / 6c
+  fig7a_tradeoff.png    mean task-gradient cosine against the MTL loss on the same probe batches along training, a
+                        line per method (mean over seeds), band ± the cosine's standard error over probe examples
+                        where measured (GradientAlignment's `tradeoff/*`), Fig. 1 / 7a
+  fig7c_efficiency.png  validation score (`val/avg/<first --metric>`) against cumulative inner steps, task batches
+                        and training wall clock (the Efficiency callback's `efficiency/*`; without it the counts
+                        come from the steps and there is no wall-clock panel), mean ± std over seeds, Fig. 7c / 8a
 Each figure: the curve over training batches (optimizer steps × the MTL family's tasks per step, so that methods
 are compared at equal data; mean over seeds, band ± 1 std) and a bar per method at the last measurement (the
 finetuned model, as the paper's bars), or, where runs were measured to different points, at the last point every
@@ -48,12 +54,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, also when loaded by file path
 import paper_tables  # noqa: E402
 from reporting.document import group_runs, report_tables  # noqa: E402
-from reporting.figures import plot_figure  # noqa: E402
+from reporting.efficiency import efficiency_curves, score_tag  # noqa: E402
+from reporting.figures import plot_efficiency, plot_figure, plot_tradeoff  # noqa: E402
 from reporting.names import base_method, display_names, method_key, method_label  # noqa: E402
 from reporting.runs import PROBE_CAPTION, Run, find_runs, load_run, read_scalars, task_name  # noqa: E402
 from reporting.runs import task_names as _task_names  # noqa: E402
 from reporting.series import FIGURES, aggregate, end_point, figure_data, mean_std, series_by_method  # noqa: E402
 from reporting.tables import analysis_table, build_table, run_scores, summary_rows, versus_table  # noqa: E402
+from reporting.tradeoff import tradeoff_curves  # noqa: E402
 
 __all__ = [
     "FIGURES",
@@ -65,6 +73,7 @@ __all__ = [
     "base_method",
     "build_table",
     "display_names",
+    "efficiency_curves",
     "end_point",
     "figure_data",
     "find_runs",
@@ -75,13 +84,17 @@ __all__ = [
     "method_key",
     "method_label",
     "paper_tables",
+    "plot_efficiency",
     "plot_figure",
+    "plot_tradeoff",
     "read_scalars",
     "report_tables",
     "run_scores",
+    "score_tag",
     "series_by_method",
     "summary_rows",
     "task_name",
+    "tradeoff_curves",
     "versus_table",
 ]
 
@@ -134,6 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {out / filename}")
         else:
             print(f"no run logged {tag}: {filename} not written")
+    if plot_tradeoff(runs, out / "fig7a_tradeoff.png"):
+        print(f"wrote {out / 'fig7a_tradeoff.png'}")
+    else:
+        print("no run logged align/cos_mean and tradeoff/mtl_loss: fig7a_tradeoff.png not written")
+    metric = args.metric.split(",")[0] if args.metric else None
+    if plot_efficiency(runs, metric, out / "fig7c_efficiency.png"):
+        print(f"wrote {out / 'fig7c_efficiency.png'}")
+    else:
+        print(f"no run logged val/avg/{metric or '<metric>'}: fig7c_efficiency.png not written")
     return 0
 
 

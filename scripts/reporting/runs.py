@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ DEFAULT_TASK_NAMES: dict[str, Any] = {
     "SquadTask": lambda a: "squad",
     "MNLITask": lambda a: "mnli",
 }
+CALLBACK_CSVS = ("mlm.csv", "drift.csv", "alignment.csv", "alignment_summary.csv", "efficiency.csv")
 PROBE_CAPTION = (
     "MLM loss through a probe head fitted once on the frozen pretrained encoder (the backbone has no MLM head)"
 )
@@ -51,7 +53,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
         candidates = [p] if p.is_dir() else []
         candidates += [d for d in p.rglob("*") if d.is_dir()] if p.is_dir() else []
         for d in candidates:
-            if any(d.glob("events.out.tfevents.*")) or any((d / n).is_file() for n in ("mlm.csv", "drift.csv")):
+            if any(d.glob("events.out.tfevents.*")) or any((d / n).is_file() for n in CALLBACK_CSVS):
                 found.add(d.resolve())
     if not found:
         raise FileNotFoundError(
@@ -95,7 +97,21 @@ def read_callback_csvs(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
         for r in _rows(align):
             by_step[int(r["step"])].append(float(r["cos"]))
         out["align/cos_mean"] = [(step, sum(v) / len(v)) for step, v in sorted(by_step.items())]
+    summary = {"cos_mean": "align/cos_mean", "mtl_loss": "tradeoff/mtl_loss", "cos_mean_se": "tradeoff/cos_mean_se"}
+    efficiency = {k: f"efficiency/{k}" for k in ("wall_s", "inner_steps", "task_batches")}
+    for tag, series in (_columns(run_dir / "alignment_summary.csv", summary)
+                        | _columns(run_dir / "efficiency.csv", efficiency)).items():  # fmt: skip
+        out.setdefault(tag, series)
     return out
+
+
+def _columns(path: Path, tags: dict[str, str]) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(step, value)] from a CSV's columns; NaN cells (a value not measured) are left out."""
+    if not path.is_file():
+        return {}
+    rows = _rows(path)
+    series = {tag: [(int(r["step"]), float(r[column])) for r in rows] for column, tag in tags.items()}
+    return {tag: [(s, v) for s, v in values if not math.isnan(v)] for tag, values in series.items()}
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
