@@ -20,6 +20,7 @@ from lightning_modules.algorithms.sequential_reptile import SequentialReptile
 from lightning_modules.models.encoder import EncoderClassifier
 from lightning_modules.multitask import MultiTaskModule
 from lightning_modules.task_gradients import flatten, split_parameters
+from tests.helpers import SYNTHETIC, add_callback, log_dir, run_cli
 from tests.trainer_fixtures import TOKEN_TASK_BERT, RecordingLogger, TokenTask, fit
 
 
@@ -170,3 +171,15 @@ def test_training_is_bitwise_identical_with_the_standard_error_on(tmp_path: Path
     assert all(torch.equal(a, b) for a, b in zip(params0, params1))
     assert all(torch.equal(a, b) for a, b in zip(phi0, phi1))
     assert torch.equal(rng0, rng1)
+
+
+def test_summary_csv_resumes_without_duplicates(tmp_path: Path) -> None:
+    args = ["--config", str(SYNTHETIC / "mtl.yaml"), "--trainer.limit_val_batches=0",
+            add_callback("callbacks.alignment.GradientAlignment", every_n_steps=2, heatmap=False)]  # fmt: skip
+    run = log_dir(run_cli([*args, "--trainer.max_steps=5"], tmp_path))
+    first = list(csv.DictReader(open(run / "alignment_summary.csv")))
+    assert [r["step"] for r in first] == ["0", "2", "4", "5"]
+    resume = ["--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
+    assert log_dir(run_cli([*resume, "--trainer.max_steps=8"], tmp_path)) == run
+    rows = list(csv.DictReader(open(run / "alignment_summary.csv")))
+    assert [r["step"] for r in rows] == ["0", "2", "4", "5", "6", "8"] and rows[:4] == first
