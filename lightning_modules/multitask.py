@@ -141,7 +141,9 @@ class MultiTaskModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._step_log.pending and logs_due(self.trainer):
             self._step_log.flush(super().log)
-        self._step_log.clear()
+
+    def on_train_epoch_start(self) -> None:
+        self._step_log.clear()  # Lightning starts each epoch's training results afresh
 
     def optimizer_step(self) -> None:
         """One inner optimizer step from the gradients in `.grad` (counted by Lightning's global_step); the
@@ -170,7 +172,6 @@ class MultiTaskModule(pl.LightningModule):
     def training_step(self, batch: list[tuple[str, Any]], batch_idx: int) -> torch.Tensor:
         if self._train_rng is not None:
             _set_rng_state(self._train_rng, self.device)
-        self._step_log.clear()
         at_end = self.check_losses_at_step_end
         self._step_losses = [] if (self.device.type != "cpu" if at_end is None else at_end) else None
         step = self.global_step + 1

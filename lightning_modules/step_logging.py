@@ -3,10 +3,12 @@
 `LightningModule.log` costs about a millisecond per call on a CPU (it moves the value's result object to the
 value's device on every call) and, for a progress-bar value, reads the tensor back to the host: one sync per step
 on an accelerator. A training step logs one value per task and algorithm diagnostics besides, so the module keeps
-the latest value of each key during the step and logs them when Lightning writes logs (every
-`trainer.log_every_n_steps` steps, when the run is told to stop, and at the last batch of an epoch or of the run),
-with the same step numbers and tags as before. Values of the other steps were never written by a logger anyway;
-`trainer.callback_metrics` and the progress bar now show the values of the last logged step.
+the latest value of each key since the last write and hands them to Lightning when it writes logs (every
+`trainer.log_every_n_steps` steps, when the run is told to stop, and at the last batch of an epoch or of the run).
+Lightning writes the latest value of every key logged so far in the epoch, so the logger receives exactly what it
+received with a `log` call per step: the same tags, steps and values (a task not drawn at a logging step shows its
+latest loss, as Lightning always did). `trainer.callback_metrics` and the progress bar show the values of the last
+logged step.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def deferrable(fx: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 
 
 class StepLog:
-    """The latest value of each deferred key in the current step (a tensor stays on its device, detached)."""
+    """The latest value of each deferred key since the last write (a tensor stays on its device, detached)."""
 
     def __init__(self) -> None:
         self.pending: dict[str, tuple[Any, dict[str, Any]]] = {}
