@@ -23,7 +23,7 @@ test: install
 	$(BIN)/python -m pytest -m "slow or not slow"
 
 test-fast: install  # the default suite, on two worker processes
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -50,7 +50,7 @@ def train(algorithm: Any, steps: int, root: Path, callbacks: list[Callback]) -> 
     return trainer
 
 
-@pytest.mark.parametrize(("tasks_per_step", "steps"), [(2, 3), (1, 3)])
+@pytest.mark.parametrize(("tasks_per_step", "steps"), [(2, 3), pytest.param(1, 3, marks=pytest.mark.slow)])
 def test_counts_and_a_clock_without_validation_or_other_callbacks(
     tmp_path: Path, tasks_per_step: int, steps: int
 ) -> None:

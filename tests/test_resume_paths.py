@@ -49,7 +49,7 @@ def test_readme_commands_with_relative_paths_resume_twice(tmp_path: Path, monkey
     [
         "absolute",
         pytest.param("symlink", marks=pytest.mark.slow),
-        "moved",
+        pytest.param("moved", marks=pytest.mark.slow),  # the fast suite moves a run in the best-record test below
         pytest.param("copied", marks=pytest.mark.slow),
     ],
 )
