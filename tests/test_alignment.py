@@ -75,7 +75,16 @@ def test_logged_cosines_are_the_analytic_ones_at_the_evaluation_weights(tmp_path
     assert [e.step for e in events.Scalars("align/cos_mean")] == [0, 2, 4]
 
 
-def test_training_is_bitwise_identical_with_and_without_the_callback(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "probe",
+    [
+        {"probe_batch_size": 6},
+        # the standard error's batch-1 example passes run inside the same probe context (φ, eval mode, forked RNG)
+        {"probe_batch_size": 4, "standard_error": True},
+    ],
+    ids=["cosines", "with_standard_error"],
+)
+def test_training_is_bitwise_identical_with_and_without_the_callback(tmp_path: Path, probe: dict) -> None:
     config = {**TOKEN_TASK_BERT, "hidden_dropout_prob": 0.2}
     results = []
     for with_callback in (False, True):
@@ -83,7 +92,7 @@ def test_training_is_bitwise_identical_with_and_without_the_callback(tmp_path: P
         model = EncoderClassifier(config=config, head="per_task", tasks=["a", "b", "c"], dropout=0.3)
         module = MultiTaskModule(model, SequentialReptile(inner_steps=3, outer_lr=0.5))
         data = MultiTaskDataModule([TokenTask(n, seed=i) for i, n in enumerate("abc")], seed=1)
-        callbacks = [GradientAlignment(every_n_steps=2, probe_batch_size=6)] if with_callback else []
+        callbacks = [GradientAlignment(every_n_steps=2, **probe)] if with_callback else []
         fit(module, data, 5, tmp_path / str(with_callback), callbacks, False, torch.optim.AdamW, lr=1e-2)
         assert module.model.training  # the probe restored train mode
         results.append(([p.detach().clone() for p in module.parameters()], module.algorithm.phi, torch.rand(1)))
