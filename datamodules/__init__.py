@@ -9,24 +9,42 @@ from datamodules.squad_mlqa import MLQATask, SquadTask
 from datamodules.synthetic import SyntheticTaskDataModule
 from datamodules.task import TaskDataModule
 from datamodules.tydiqa import TyDiQATask
+from datamodules.vision import (
+    AircraftTask,
+    CIFAR100Task,
+    CUBTask,
+    FashionMNISTTask,
+    ImageTask,
+    StanfordDogsTask,
+    SVHNTask,
+    TinyImageNetTask,
+)
 from datamodules.wikiann import WikiANNTask
 from datamodules.xnli import MNLITask, XNLITask
 
 __all__ = [
+    "AircraftTask",
     "BibleGenreTask",
     "BibleVocabulary",
     "BlockSchedule",
+    "CIFAR100Task",
+    "CUBTask",
+    "FashionMNISTTask",
     "GlueTask",
     "IIDSchedule",
+    "ImageTask",
     "MLQATask",
     "MNLITask",
     "MultiTaskDataModule",
     "PseudoTask",
     "PseudoTaskDataModule",
+    "SVHNTask",
     "SquadTask",
+    "StanfordDogsTask",
     "SyntheticTaskDataModule",
     "TaskDataModule",
     "TaskSampler",
+    "TinyImageNetTask",
     "TyDiQATask",
     "WikiANNTask",
     "XNLITask",
