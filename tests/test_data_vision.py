@@ -145,7 +145,7 @@ def test_a_task_holds_out_validation_and_batches_rgb_images(tmp_path: Path) -> N
     assert again.val_dataset.indices == task.val_dataset.indices  # seeded: every method validates on the same
     batch = task.collate([task.train_dataset[i] for i in range(4)])
     assert batch["images"].shape == (4, 3, 16, 16) and batch["labels"].dtype == torch.long
-    assert task.metric_options() == {"num_classes": 10} and task.name == "fmnist"
+    assert task.metric_options() == {"num_classes": 10} and task.name == "f-mnist"
     val = next(iter(task.val_dataloader()))
     assert torch.equal(val["images"][:, 0], val["images"][:, 2])  # grayscale replicated to RGB
 

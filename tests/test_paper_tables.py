@@ -1,4 +1,4 @@
-"""scripts/paper_tables.py and the paper sections of scripts/report.py: the transcription of Tables 1-5 and 9
+"""scripts/paper_tables.py and the paper sections of scripts/report.py: the transcription of Tables 1-5, 9 and 10
 (cells read off the paper, row averages, and every cell against the paper's text when it is at hand), which table
 a run belongs to, task names from saved configs, and ours − paper on tiny fake runs."""
 
@@ -49,6 +49,10 @@ PSEUDO = "datamodules.pseudo_tasks.PseudoTask"
         ("table9", "mtl", "RTE", (68.23,)),
         ("table9", "sequential_reptile", "SST2", (92.31,)),
         ("table9", "reptile", "STSB", (88.55,)),
+        ("table10", "mtl", "TIN-1", (56.26,)),
+        ("table10", "reptile", "CIFAR100", (9.64,)),
+        ("table10", "sequential_reptile", "F-MNIST", (87.44,)),
+        ("table10", "sequential_reptile", "Avg.", (60.28,)),
     ],
 )
 def test_cells_read_off_the_paper(table: str, method: str, column: str, values: tuple[float, ...]) -> None:
@@ -64,8 +68,9 @@ def test_tables_have_the_papers_methods_and_shapes() -> None:
     assert methods["table3"] == [*baselines, "reptile", "sequential_reptile"]
     assert methods["table4"] == methods["table5"] == [*baselines, "swep", "reptile", "sequential_reptile"]
     assert methods["table9"] == ["mtl", "recadam", "reptile", "sequential_reptile"]
+    assert methods["table10"] == ["mtl", "reptile", "sequential_reptile"]
     widths = {key: len(t.columns) - 1 for key, t in TABLES.items()}
-    assert widths == {"table1": 9, "table2": 12, "table3": 5, "table4": 6, "table5": 14, "table9": 8}
+    assert widths == {"table1": 9, "table2": 12, "table3": 5, "table4": 6, "table5": 14, "table9": 8, "table10": 8}
 
 
 def test_printed_averages_match_the_printed_cells_but_for_the_papers_three_typos() -> None:
@@ -137,6 +142,7 @@ def test_bad_rows_and_table_names_are_named() -> None:
         ("logs/mlqa/squad_swep/version_0", "squad_swep", "table4"),
         ("logs/xnli/swep/version_0", "swep", "table5"),
         ("logs/glue/recadam/version_0", "recadam", "table9"),
+        ("logs/table10/sequential_reptile/version_0", "sequential_reptile", "table10"),
         ("logs/offline/mtl/version_0", "mtl", None),
         ("logs/comparison/seed0/offline/mtl/version_0", "mtl", None),
     ],
@@ -289,3 +295,24 @@ def test_glue_average_takes_pearson_for_stsb(tmp_path: Path) -> None:
     # seven accuracies + 1 and STS-B − 7: the average moves by 0; the printed average is 85.44 (cells: 85.445).
     expected_avg = sum(paper.values()) / 8 - 85.44
     assert diffs == pytest.approx({**{c: 1.0 for c in t9.columns[:-2]}, "STSB": -7.0, "Avg.": expected_avg}, abs=1e-4)
+
+
+def test_table10_columns_are_the_task_names_of_configs_table10(tmp_path: Path) -> None:
+    t10 = TABLES["table10"]
+    tasks = yaml.safe_load((REPO / "configs" / "table10" / "_data.yaml").read_text())["tasks"]
+    config = {"seed_everything": 1, "data": {"tasks": tasks}}
+    names = [t10.task(c) for c in t10.columns[:-1]]
+    assert report._task_names(tasks) == names
+    paper = dict(zip(names, [t10.rows["mtl"][c][0] for c in t10.columns[:-1]], strict=True))
+    write_run(
+        tmp_path / "table10" / "mtl" / "version_0",
+        config,
+        {f"test/{t}/accuracy": (v + 1.0) / 100 for t, v in paper.items()},
+    )
+    runs = [report.load_run(d) for d in report.find_runs([tmp_path])]
+    [(table, group)] = report.group_runs(runs)
+    assert table is t10
+    _, summary = report.build_table(group, "accuracy")
+    diffs = pt.differences(t10, "accuracy", summary)["mtl"]
+    expected_avg = sum(paper.values()) / 8 + 1.0 - 56.22  # the printed average is rounded
+    assert diffs == pytest.approx({**{c: 1.0 for c in t10.columns[:-1]}, "Avg.": expected_avg}, abs=1e-4)

@@ -60,7 +60,7 @@ class FashionMNISTTask(ImageTask):
 
     default_image_size = 28  # Shin et al. 2021
 
-    def __init__(self, root: str, name: str = "fmnist", **kwargs: Any) -> None:
+    def __init__(self, root: str, name: str = "f-mnist", **kwargs: Any) -> None:
         super().__init__(name=name, root=root, **kwargs)
 
     def read(self, split: str) -> LabelledImages:

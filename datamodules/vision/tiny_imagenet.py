@@ -63,7 +63,7 @@ class TinyImageNetTask(ImageTask):
         if not 1 <= part <= parts:
             raise ValueError(f"part must be in 1..{parts}, got {part}")
         self.part, self.parts = part, parts
-        super().__init__(name=name or f"tin{part}", root=root, **kwargs)
+        super().__init__(name=name or f"tin-{part}", root=root, **kwargs)
 
     def read(self, split: str) -> LabelledImages:
         return read_tiny_imagenet(self.root, split, tiny_imagenet_classes(self.root, self.part, self.parts))
