@@ -2,15 +2,17 @@
 
 Transcribed from the paper: Table 1 (TyDiQA-GoldP, F1 / EM), Table 2 (WikiANN NER, F1), Table 3 (TyDiQA -> MLQA,
 F1 / EM), Table 4 (SQuAD -> MLQA, F1 / EM), Table 5 (MNLI -> XNLI, accuracy), Table 9 (GLUE, accuracy; STS-B
-Pearson), Table 10 (image classification, accuracy). Each table is kept as text in the paper's layout (one line per method, a cell per column, "F1/EM" where
-the paper gives two numbers) so it can be read against the PDF; `PaperTable.rows` holds the parsed numbers.
+Pearson), Table 10 (image classification, accuracy). Each table is kept as text in the paper's layout (one line per
+method, a cell per column, "F1/EM" where the paper gives two numbers) so it can be read against the PDF;
+`PaperTable.rows` holds the parsed numbers.
 The averages are as printed. The paper's averages are those of its unrounded cells, so they differ from the mean
 of the printed cells by up to about 0.1; three differ by more (`PRINTED_AVERAGE_MISMATCHES`), typos of the paper,
 kept as printed.
 
 A run belongs to a table by its log path, `logs/<experiment>/<method>/version_N` (train.py's default): experiment
 tydiqa -> Table 1, wikiann -> 2, mlqa with a `tydiqa_` method -> 3, mlqa with a `squad_` method -> 4, xnli -> 5,
-glue -> 9, table10 -> 10. `comparison()` prints the paper's table and ours − paper per cell, from `report.build_table`'s summary.
+glue -> 9, table10 -> 10. `comparison()` prints the paper's table and ours − paper per cell, from
+`report.build_table`'s summary.
 """
 
 from __future__ import annotations
