@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
+from datamodules.eval_sharding import shard_eval_loader
 from datamodules.schedule import IIDSchedule, ScheduleSpec, TaskSampler
 from datamodules.streams import ScheduledLoader, TaskStream
 from datamodules.task import TaskDataModule
@@ -130,15 +131,19 @@ class MultiTaskDataModule(pl.LightningDataModule):
             pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         return ScheduledLoader(sampler, streams, steps, num_workers=self.loader_workers, pin_memory=pin)
 
+    def _eval_tasks(self) -> list[TaskDataModule]:
+        """The tasks evaluated, in the order of the validation/test dataloaders: training tasks, then zero-shot."""
+        return self.tasks + self.zero_shot_tasks
+
     def eval_task_names(self) -> list[str]:
-        """Names in the order of the validation/test dataloaders: training tasks, then zero-shot."""
-        return self.task_names + self.zero_shot_task_names
+        return [t.name for t in self._eval_tasks()]
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [t.val_dataloader() for t in self.tasks + self.zero_shot_tasks]
+        """Each task's validation loader; under DDP each rank evaluates its own share of the batches."""
+        return [shard_eval_loader(t.val_dataloader(), *self._world()) for t in self._eval_tasks()]
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [t.test_dataloader() for t in self.tasks + self.zero_shot_tasks]
+        return [shard_eval_loader(t.test_dataloader(), *self._world()) for t in self._eval_tasks()]
 
 
 def _check_language_files(tasks: list[TaskDataModule]) -> None:

@@ -4,7 +4,6 @@ tasks are the k clusters of one source task; see `pseudo_tasks.py` for the clust
 from __future__ import annotations
 
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import DataLoader
 
 from datamodules.multitask import MultiTaskDataModule
 from datamodules.pseudo_task_clustering import EmbedFn
@@ -59,15 +58,6 @@ class PseudoTaskDataModule(MultiTaskDataModule):
 
     def _eval_tasks(self) -> list[TaskDataModule]:
         return [self.tasks[0], *self.zero_shot_tasks]
-
-    def eval_task_names(self) -> list[str]:
-        return [t.name for t in self._eval_tasks()]
-
-    def val_dataloader(self) -> list[DataLoader]:
-        return [t.val_dataloader() for t in self._eval_tasks()]
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [t.test_dataloader() for t in self._eval_tasks()]
 
     def attach_schedule(self, schedule: ScheduleSpec) -> None:
         super().attach_schedule(schedule)

@@ -21,3 +21,10 @@ def all_reduce_mean(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
         return tensor
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.div_(world_size) if tensor.is_floating_point() else tensor.copy_(tensor / world_size)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum over ranks, in place when distributed (one all-reduce); the tensor itself on one process."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor

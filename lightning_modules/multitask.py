@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from lightning_modules.algorithms.base import Algorithm
-from lightning_modules.distributed import all_reduce_mean
+from lightning_modules.distributed import all_reduce_mean, all_reduce_sum
 from lightning_modules.errors import NonFiniteLossError, NonFiniteParametersError
 from lightning_modules.eval_summary import format_results
 from lightning_modules.models.base import TaskModel
@@ -57,6 +57,8 @@ class MultiTaskModule(pl.LightningModule):
         self.grad_clip_norm = grad_clip_norm
         self.task_names: list[str] = []
         self.eval_task_names: list[str] = []
+        # Evaluation is split across DDP ranks by batches, so a rank may hold none of a small task's batches.
+        self.allow_zero_length_dataloader_with_multiple_devices = True
         self.eval_metrics = nn.ModuleDict()
         self.eval_losses = nn.ModuleDict()
         self._step_listeners: list[StepListener] = []
@@ -234,12 +236,18 @@ class MultiTaskModule(pl.LightningModule):
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.validation_step(batch, batch_idx, dataloader_idx)
 
+    def _evaluated_tasks(self) -> list[str]:
+        """The tasks with at least one evaluated batch on any rank. Evaluation is split across DDP ranks by batches
+        (`datamodules/eval_sharding.py`), so a rank may hold none of a small task's batches and must still join
+        the reduction of its metrics: the decision is taken from every rank's counts (one all-reduce)."""
+        counts = torch.tensor([self.eval_losses[t].update_count for t in self.eval_task_names], device=self.device)
+        counts = all_reduce_sum(counts).tolist()
+        return [task for task, count in zip(self.eval_task_names, counts, strict=True) if count > 0]
+
     def _log_eval(self, split: str) -> None:
         values: dict[str, float] = {}
         groups: dict[str, dict[str, list[float]]] = {"avg": {}, "zero_shot_avg": {}}
-        for task in self.eval_task_names:
-            if self.eval_losses[task].update_count == 0:
-                continue
+        for task in self._evaluated_tasks():
             results = {"loss": self.eval_losses[task].compute()}
             results.update(_flatten(self.eval_metrics[task].compute()) if len(self.eval_metrics[task]) else {})
             group = "avg" if task in self.task_names else "zero_shot_avg"
