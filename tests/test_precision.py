@@ -6,7 +6,9 @@ unscaled gradients; half-precision weights (bf16-true, 16-true) are refused for 
 The landscape's loss runs in float32 under autocast (no matrix product in it), so its update under mixed
 precision must match float32 to float32 rounding: combining the task gradients in 16 bits (PCGrad, GradVac,
 GradNorm, torchjd) is off by about 1e-3. The model with heads (linear layers, computed in 16 bits under autocast)
-checks the heads' gradients and the fp16 scaling of the autograd.grad path, to the 16-bit tolerance.
+checks the heads' gradients and the fp16 scaling of the autograd.grad path, to the 16-bit tolerance. The tiny
+encoder (the real `EncoderClassifier`: a 2-layer BERT with a head per task) checks the same through a transformer
+under autocast (attention, layer norms and embeddings in mixed dtypes).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from torch import nn
 from lightning_modules.algorithms import registry
 from lightning_modules.algorithms.reptile_base import ReptileFamily
 from lightning_modules.models.base import TaskModel, TaskOutput
+from lightning_modules.models.encoder import EncoderClassifier
 from lightning_modules.multitask import MultiTaskModule
 from lightning_modules.precision import LossScale, full_precision
 from tests.helpers import run_cli
+from tests.schema_fixtures import tiny_bert_config
 
 METHODS = registry.methods("synthetic")
 STEPS = 6
@@ -47,7 +51,13 @@ TOLERANCE = {
     ("heads", "64-true"): 1e-4,
     ("heads", "bf16-mixed"): 2e-2,  # bf16 keeps 8 significant bits
     ("heads", "16-mixed"): 4e-3,  # fp16 keeps 11
+    # measured on every method: at most 1e-6, 2.9e-3 and 3.2e-4; bf16's unit roundoff is 3.9e-3, fp16's 4.9e-4
+    ("encoder", "64-true"): 1e-5,
+    ("encoder", "bf16-mixed"): 1e-2,
+    ("encoder", "16-mixed"): 2e-3,
 }
+# The tiny encoder's inputs: token ids from 5 (past the special tokens) below VOCAB, SEQ tokens, 3 labels.
+VOCAB, SEQ = 40, 8
 
 
 class TinyHeads(TaskModel):
@@ -76,6 +86,24 @@ class TinyHeads(TaskModel):
         x = torch.stack([torch.sin(i), torch.cos(i), torch.ones_like(i)], dim=1)
         out = self.heads[task](torch.tanh(self.shared(x))).squeeze(-1)
         return TaskOutput(loss=((out - self.targets[task]) ** 2).mean())
+
+
+class TinyEncoder(EncoderClassifier):
+    """A 2-layer BERT of hidden size 16 without dropout (so that every precision sees the same computation), a
+    head per task; each example's token ids and label are a function of its index."""
+
+    def __init__(self, tasks: list[str]) -> None:
+        config = {**tiny_bert_config(VOCAB, max_positions=SEQ), "hidden_dropout_prob": 0.0}
+        config["attention_probs_dropout_prob"] = 0.0
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            super().__init__(config=config, num_labels=3, head="per_task", tasks=tasks, dropout=0.0)
+
+    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
+        i = batch["index"].long()
+        ids = (i[:, None] * 7 + torch.arange(SEQ)) % (VOCAB - 5) + 5
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": i % 3}
+        return super().forward(task, inputs)
 
 
 class StateAtStart(Callback):
@@ -121,6 +149,17 @@ def fit(
     if model == "heads":
         module.model = TinyHeads(list(data.task_names))
         optimizer = type(optimizer)(module.parameters(), **optimizer.defaults)
+    elif model == "encoder":
+        # Adam's first step is lr·sign(g), so an element whose gradient is rounding noise (the attention key bias,
+        # whose exact gradient is 0) moves by ±lr in any precision: SGD, or for RecAdam (which needs Adam) ε = 1,
+        # far above every gradient, which makes Adam's step nearly linear in the gradient.
+        module.model = TinyEncoder(list(data.task_names))
+        adam = isinstance(optimizer, torch.optim.Adam)
+        optimizer = (
+            torch.optim.Adam(module.parameters(), lr=0.1, eps=1.0)
+            if adam
+            else torch.optim.SGD(module.parameters(), lr=0.1)
+        )
     module.configure_optimizers = lambda: optimizer
     plugins: list[Any] = []
     flags: dict[str, Any] = {"precision": precision}
@@ -143,7 +182,7 @@ def flat(parameters: list[torch.Tensor]) -> torch.Tensor:
 def update(key: str, precision: str, model: str, clip: float | None, root: Path) -> torch.Tensor:
     """The change of all trainable parameters over the run, in float64 (under 16-mixed no step may be skipped)."""
     start = StateAtStart()
-    steps, init_scale = (STEPS, 2.0**16) if model == "landscape" else HEADS_RUN
+    steps, init_scale = (STEPS, 2.0**16) if model == "landscape" else HEADS_RUN  # the encoder runs as the heads
     trainer = fit(key, precision, root, model, steps, init_scale, clip, callbacks=(start,))
     if precision == "16-mixed":
         assert trainer.precision_plugin.scaler.get_scale() >= init_scale, "a step overflowed: nothing to compare"
@@ -184,6 +223,16 @@ def test_clipping_sees_unscaled_fp16_gradients(key: str, root: Path) -> None:
 def test_heads_update_matches_float32(key: str, precision: str, root: Path) -> None:
     """16-mixed by default: the heads' gradients stay scaled in `.grad` next to the unscaled shared rows."""
     assert_same_update(key, precision, "heads", root)
+
+
+@pytest.mark.parametrize(
+    "precision",
+    [pytest.param("64-true", marks=pytest.mark.slow), pytest.param("bf16-mixed", marks=pytest.mark.slow), "16-mixed"],
+)
+@pytest.mark.parametrize("key", [m.key for m in METHODS])
+def test_encoder_update_matches_float32(key: str, precision: str, root: Path) -> None:
+    """A transformer under autocast: every method's update through the real encoder model."""
+    assert_same_update(key, precision, "encoder", root)
 
 
 @pytest.mark.parametrize("key", [m.key for m in METHODS])
