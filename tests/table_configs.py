@@ -238,17 +238,20 @@ def _paper_tables() -> Any:
     return paper_tables
 
 
-def check_paper_hyperparameters(configs: dict[str, dict[str, Any]], batch_size: int) -> None:
-    """What the paper fixes for every table: AdamW lr 3e-5; MTL-family baselines draw min(8, T) tasks with
-    q = 1/5; (Sequential) Reptile K = 1000, η = 0.1 (and q = 1/5); every task's batch size. On pseudo-tasks
-    (§4.3, Tables 4-5): the MTL family (and SWEP) draws all k tasks every step and Sequential Reptile p_t = 1/k
-    (q = 0)."""
+def check_paper_hyperparameters(experiment: str, configs: dict[str, dict[str, Any]], batch_size: int) -> None:
+    """What the paper fixes for every text table: a config for each method of its tables (configs/<experiment>),
+    AdamW lr 3e-5; MTL-family baselines draw min(8, T) tasks with q = 1/5; (Sequential) Reptile K = 1000, η = 0.1
+    (and q = 1/5); every task's batch size. On pseudo-tasks (§4.3, Tables 4-5): the MTL family (and SWEP) draws
+    all k tasks every step and Sequential Reptile p_t = 1/k (q = 0)."""
     from lightning_modules.algorithms import registry
 
-    common = set.intersection(*(set(t.rows) for t in _paper_tables().TABLES.values()))  # rows of every table
     plain, labels = registry.plain_keys(), registry.labels()
-    stems = {plain[labels[name]] for name in configs}  # squad_mtl -> mtl
-    assert common <= stems, f"missing method configs: {sorted(common - stems)}"
+    tables = [t for t in _paper_tables().TABLES.values() if t.experiment == experiment]
+    assert tables, f"no paper table has its runs in configs/{experiment}"
+    for table in tables:  # squad_mtl -> mtl, for the configs of this table's prefix
+        stems = {plain[labels[name]] for name in configs if name.startswith(table.method_prefix)}
+        missing = set(table.rows) - stems
+        assert not missing, f"{table.key}: missing method configs {sorted(missing)}"
     for name, config in configs.items():
         optimizer = config["optimizer"]
         assert optimizer["class_path"] == "torch.optim.AdamW" and optimizer["init_args"]["lr"] == 3e-5, name

@@ -122,7 +122,7 @@ def test_table9_configs_train_a_few_steps_offline(method: str, tmp_path: Path) -
 
 def test_table9_configs_have_every_method_with_one_head_per_task() -> None:
     configs = table_configs("glue")
-    check_paper_hyperparameters(configs, batch_size=32)
+    check_paper_hyperparameters("glue", configs, batch_size=32)
     for name, config in configs.items():
         tasks = [t["init_args"]["task"] for t in config["data"]["tasks"]]
         assert tasks == list(TABLE9_TASKS), name

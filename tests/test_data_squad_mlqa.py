@@ -137,7 +137,7 @@ def test_table3_and_table4_configs_train_a_few_steps_offline(config: str, data: 
 
 def test_table3_and_table4_configs_have_every_method_with_the_paper_hyperparameters() -> None:
     configs = table_configs("mlqa")
-    check_paper_hyperparameters(configs, batch_size=12)
+    check_paper_hyperparameters("mlqa", configs, batch_size=12)
     for name, config in configs.items():
         data = config["data"]
         zero_shot = [t["init_args"]["language"] for t in data["zero_shot_tasks"]]

@@ -310,7 +310,7 @@ def test_table1_configs_train_a_few_steps_offline(method: str, tmp_path: Path) -
 
 def test_table1_configs_have_every_method_with_the_paper_hyperparameters() -> None:
     configs = table_configs("tydiqa")
-    check_paper_hyperparameters(configs, batch_size=12)
+    check_paper_hyperparameters("tydiqa", configs, batch_size=12)
     for name, config in configs.items():
         tasks = config["data"]["tasks"]
         languages = [t["init_args"]["language"] for t in tasks]

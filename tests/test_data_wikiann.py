@@ -140,7 +140,7 @@ def test_table2_configs_train_a_few_steps_offline(method: str, tmp_path: Path) -
 
 def test_table2_configs_have_every_method_with_the_paper_hyperparameters() -> None:
     configs = table_configs("wikiann")
-    check_paper_hyperparameters(configs, batch_size=16)
+    check_paper_hyperparameters("wikiann", configs, batch_size=16)
     expected = ["de", "en", "es", "hi", "jv", "kk", "mr", "my", "sw", "te", "tl", "yo"]
     for name, config in configs.items():
         languages = [t["init_args"]["language"] for t in config["data"]["tasks"]]

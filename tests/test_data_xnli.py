@@ -95,7 +95,7 @@ def test_table5_configs_train_a_few_steps_offline(method: str, data: str, tmp_pa
 
 def test_table5_configs_have_every_method_with_the_paper_hyperparameters() -> None:
     configs = table_configs("xnli")
-    check_paper_hyperparameters(configs, batch_size=32)
+    check_paper_hyperparameters("xnli", configs, batch_size=32)
     for name, config in configs.items():
         data = config["data"]
         mnli = {"class_path": "datamodules.xnli.MNLITask", "init_args": ANY}
