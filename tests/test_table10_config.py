@@ -36,7 +36,8 @@ def test_configs_bind_and_follow_the_paper_and_shin_et_al() -> None:
         if "tasks_per_step" in args:
             assert (args["tasks_per_step"], args["q"]) == (8, 0.2)
         else:
-            assert (args["inner_steps"], args["outer_lr"]) == (1000, 0.1)
+            reptile = name == "reptile"  # K = 1000 / T per task: an outer update per ~1000 batches, as Seq. Reptile's
+            assert (args["inner_steps"], args["outer_lr"]) == (125 if reptile else 1000, 0.1)
 
 
 def fixture_run_args(method: str, directory: Path, steps: int = 3) -> list[str]:
