@@ -31,6 +31,7 @@ from lightning_modules.algorithms.reptile_base import ReptileFamily
 from lightning_modules.models.base import TaskModel, TaskOutput
 from lightning_modules.models.encoder import EncoderClassifier
 from lightning_modules.multitask import MultiTaskModule
+from lightning_modules.performance import compile_encoder
 from lightning_modules.precision import LossScale, full_precision
 from tests.helpers import run_cli
 from tests.schema_fixtures import tiny_bert_config
@@ -139,9 +140,10 @@ def fit(
     init_scale: float = 2.0**16,
     clip: float | None = None,
     callbacks: tuple[Callback, ...] = (),
+    compile: bool = False,
 ) -> pl.Trainer:
     """`steps` training steps of a fresh copy of `instantiated(key)` under `precision`, with `grad_clip_norm`
-    `clip`; 16-mixed through
+    `clip` (`compile`: the encoder under torch.compile, as `performance.compile` does it); 16-mixed through
     Lightning's MixedPrecision plugin with a real GradScaler (Trainer(precision="16-mixed") turns into bf16-mixed
     on CPU)."""
     module, data, optimizer = copy.deepcopy(instantiated(key, root))  # the optimizer keeps the copy's params
@@ -154,6 +156,8 @@ def fit(
         # whose exact gradient is 0) moves by ±lr in any precision: SGD, or for RecAdam (which needs Adam) ε = 1,
         # far above every gradient, which makes Adam's step nearly linear in the gradient.
         module.model = TinyEncoder(list(data.task_names))
+        if compile:
+            compile_encoder(module.model)
         adam = isinstance(optimizer, torch.optim.Adam)
         optimizer = (
             torch.optim.Adam(module.parameters(), lr=0.1, eps=1.0)
