@@ -51,6 +51,10 @@ TRAIN = Path(__file__).resolve().parents[1] / "train.py"
 MANAGED = ("config", "seed_everything", "trainer.default_root_dir")
 LOCAL_TIMEOUT_MIN = 60 * 24 * 30  # LocalExecutor kills a job after 2 minutes unless told otherwise
 SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+SEEDS_NOTE = (
+    "sweep: --seeds set seed_everything (initialisation, dropout, the probes' draws); the task order and each task's "
+    "shuffling follow data.seed, the same in every seed unless the grid varies it (--grid data.seed=...)"
+)
 
 
 @dataclass(frozen=True)
@@ -315,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"sweep: {error}", file=sys.stderr)
         return 2
+    if len(args.seeds) > 1 and not any(g.partition("=")[0].strip().lstrip("-") == "data.seed" for g in args.grid):
+        print(SEEDS_NOTE)
     out = args.out.resolve()
     outcomes: list[tuple[Run, str | None]] = []
     try:

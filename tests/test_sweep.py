@@ -248,3 +248,20 @@ def test_a_failing_point_is_reported_and_the_others_finish_on_the_slurm_path(
     assert columns == [K, "seed", "run_dir"]  # the synthetic config has no validation: nothing to test
     assert [(r[K], r["seed"]) for r in rows] == [("2", "1")]
     assert not (out / "runs" / "inner_steps=-1" / "seed1" / "done.json").exists()
+
+
+@pytest.mark.parametrize("grid", [[], ["--grid", "data.seed=1,2"]])
+def test_several_seeds_say_what_they_vary(tmp_path: Path, capsys: pytest.CaptureFixture[str], grid: list[str]) -> None:
+    """--seeds vary seed_everything only: the task order follows data.seed, which the user is told unless the
+    grid varies it (finished runs, so nothing is started)."""
+    points = ["seed=1", "seed=2"] if grid else ["default"]  # a point is named by the last key component
+    for point in points:
+        for seed in (0, 1):
+            root = tmp_path / "runs" / point / f"seed{seed}"
+            root.mkdir(parents=True)
+            (root / "done.json").write_text(json.dumps({"seed": seed, "run_dir": str(root)}))
+    args = ["--config", str(SYNTHETIC / "mtl.yaml"), *grid, "--seeds", "0", "1", "--out", str(tmp_path)]
+    assert sweep.main(args) == 0
+    out = capsys.readouterr().out
+    assert ("task order and each task's shuffling follow data.seed" in out) is not bool(grid)
+    assert "0 ran, 4 skipped" in out if grid else "0 ran, 2 skipped" in out
