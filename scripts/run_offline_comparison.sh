@@ -3,6 +3,7 @@
 #   bash scripts/run_offline_comparison.sh            # seeds 0 1 2, all methods, one run at a time
 #   JOBS=2 bash scripts/run_offline_comparison.sh     # two runs at once, nproc / 2 threads each
 #   SEEDS="0" METHODS="mtl sequential_reptile" bash scripts/run_offline_comparison.sh
+#   FIT_ARGS="--trainer configs/offline/_trainer_tradeoff.yaml" ...  # more fit arguments, given after --config
 # The methods are the configs of configs/offline (scripts/methods.py), in the report's order.
 # Runs land in $ROOT/seed<S>/offline/<method>/version_0; a run whose test finished is skipped, so the script can
 # be stopped and started again. Jobs go seed by seed (every method of seed 0 first), so a stopped comparison has
@@ -17,6 +18,7 @@ OUT=${OUT:-docs/offline}
 SEEDS=${SEEDS:-0 1 2}
 METHODS=${METHODS:-$("$PY" scripts/methods.py offline)}
 JOBS=${JOBS:-1}
+export FIT_ARGS=${FIT_ARGS:-}
 export KEEP_CHECKPOINTS=${KEEP_CHECKPOINTS:-1}
 
 run_one() {  # explicit `|| return`: set -e does not apply inside a function called from `&&` / `||`
@@ -25,7 +27,8 @@ run_one() {  # explicit `|| return`: set -e does not apply inside a function cal
   [[ -f "$run/test.done" ]] && return 0
   rm -rf "$run"
   echo "== $method seed $seed ($(date +%T))"
-  "$PY" train.py fit --config "configs/offline/$method.yaml" --seed_everything "$seed" \
+  # shellcheck disable=SC2086  # FIT_ARGS is a list of arguments
+  "$PY" train.py fit --config "configs/offline/$method.yaml" $FIT_ARGS --seed_everything "$seed" \
     --trainer.default_root_dir "$ROOT/seed$seed" --trainer.enable_progress_bar false || return
   local best
   best=$(ls -t "$run"/checkpoints/best-*.ckpt 2>/dev/null | head -n 1)

@@ -1,5 +1,6 @@
-"""configs/offline/_trainer_tradeoff.yaml is _trainer.yaml's callback list with the trade-off standard error on and
-the Efficiency callback added, and nothing else, so runs made with it compare with the committed ones."""
+"""configs/offline/_trainer_tradeoff.yaml is _trainer.yaml's callback list with a larger alignment probe and its
+standard error on, and the Efficiency callback added, and nothing else: callbacks leave training unchanged, so runs
+made with it train as the committed ones."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from tests.helpers import run_cli
 OFFLINE = Path(__file__).resolve().parents[1] / "configs" / "offline"
 
 
-def test_only_the_standard_error_and_efficiency_differ() -> None:
+def test_only_the_probe_its_standard_error_and_efficiency_differ() -> None:
     base = yaml.safe_load((OFFLINE / "_trainer.yaml").read_text())["callbacks"]
     tradeoff = yaml.safe_load((OFFLINE / "_trainer_tradeoff.yaml").read_text())
     assert list(tradeoff) == ["callbacks"]
     expected = copy.deepcopy(base)
     (alignment,) = [c for c in expected if c["class_path"] == "callbacks.alignment.GradientAlignment"]
-    alignment["init_args"]["standard_error"] = True
+    alignment["init_args"].update(standard_error=True, probe_batch_size=64)
     expected.append({"class_path": "callbacks.efficiency.Efficiency"})
     assert tradeoff["callbacks"] == expected
 
