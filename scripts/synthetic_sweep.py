@@ -7,8 +7,9 @@ Sequential Reptile ends between the optima with the highest cosine.
     python scripts/synthetic_sweep.py sweeps/synthetic_sr sweeps/synthetic_mtl --out docs/synthetic_sweep.csv
 
 For every run (DIR/runs/<point-id>/seed<S>/.../trajectory.csv) as scripts/fig3.py reads it: the end point (mean
-of the last 10 % of the evaluated points: φ for the Reptile family), whether it lies strictly inside the triangle
-of the three optima, and the mean pairwise cosine of the analytic task gradients at the end point and over the
+of the last 10 % of the evaluated points: φ for the Reptile family), its nearest optimum and the distance to it,
+whether it ends between the optima (strictly inside their triangle and farther than 1 from each), and the mean
+pairwise cosine of the analytic task gradients at the end point and over the
 run's second half. Inside the triangle the cosine at a point is at most −1/3 (README, Fig. 3), so a run that ends
 there cannot have the highest cosine of the methods that end in an optimum.
 """
@@ -29,7 +30,19 @@ from callbacks.landscape_plot import read_trajectory
 from lightning_modules.models.synthetic import PAPER_OPTIMA
 from pretrained.files import atomic_write_text
 
-COLUMNS = ["sweep", "point", "seed", "end_x", "end_y", "inside_triangle", "cos_end", "cos_second_half"]
+COLUMNS = [
+    "sweep",
+    "point",
+    "seed",
+    "end_x",
+    "end_y",
+    "nearest_optimum",
+    "distance",
+    "between_optima",
+    "cos_end",
+    "cos_second_half",
+]
+NEAR = 1.0  # a run that ends within this distance of an optimum is in that minimum (scripts/fig3.py's default)
 
 
 def inside_triangle(point: np.ndarray, corners: Sequence[Sequence[float]], margin: float = 1e-9) -> bool:
@@ -55,6 +68,8 @@ def summarise(sweep: Path, optima: dict[str, list[float]] = PAPER_OPTIMA) -> lis
         points = evaluation_points(read_trajectory(path))
         end = end_point(points)
         half = pair_cosines(points, optima)
+        distances = {name: float(np.linalg.norm(end - np.asarray(x))) for name, x in optima.items()}
+        nearest = min(distances, key=distances.__getitem__)
         rows.append(
             {
                 "sweep": sweep.name,
@@ -62,7 +77,9 @@ def summarise(sweep: Path, optima: dict[str, list[float]] = PAPER_OPTIMA) -> lis
                 "seed": int(seed_dir.name.removeprefix("seed")),
                 "end_x": round(float(end[0]), 4),
                 "end_y": round(float(end[1]), 4),
-                "inside_triangle": inside_triangle(end, list(optima.values())),
+                "nearest_optimum": nearest,
+                "distance": round(distances[nearest], 4),
+                "between_optima": inside_triangle(end, list(optima.values())) and distances[nearest] > NEAR,
                 "cos_end": round(mean_cosine_at(end, optima), 4),
                 "cos_second_half": round(float(np.mean(list(half.values()))), 4),
             }
@@ -71,18 +88,18 @@ def summarise(sweep: Path, optima: dict[str, list[float]] = PAPER_OPTIMA) -> lis
 
 
 def report(rows: list[dict[str, object]]) -> str:
-    """Per sweep: runs, how many end inside the triangle, the highest end-point cosine inside and outside it."""
+    """Per sweep: runs, how many end between the optima, the highest end-point cosine there and elsewhere."""
     lines = [
-        "| sweep | runs | end inside the triangle | highest cosine inside | highest cosine outside |",
+        "| sweep | runs | end between the optima | highest cosine there | highest cosine elsewhere |",
         "|---|---:|---:|---:|---:|",
     ]
     for sweep in dict.fromkeys(str(r["sweep"]) for r in rows):
         own = [r for r in rows if r["sweep"] == sweep]
-        inside = [float(r["cos_end"]) for r in own if r["inside_triangle"]]
-        outside = [float(r["cos_end"]) for r in own if not r["inside_triangle"]]
-        best_in = f"{max(inside):.3f}" if inside else "–"
-        best_out = f"{max(outside):.3f}" if outside else "–"
-        lines.append(f"| {sweep} | {len(own)} | {len(inside)} | {best_in} | {best_out} |")
+        between = [float(r["cos_end"]) for r in own if r["between_optima"]]
+        elsewhere = [float(r["cos_end"]) for r in own if not r["between_optima"]]
+        best_in = f"{max(between):.3f}" if between else "–"
+        best_out = f"{max(elsewhere):.3f}" if elsewhere else "–"
+        lines.append(f"| {sweep} | {len(own)} | {len(between)} | {best_in} | {best_out} |")
     return "\n".join(lines)
 
 

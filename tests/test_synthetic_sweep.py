@@ -39,22 +39,24 @@ def mean_pairwise_cosine(point: tuple[float, float]) -> float:
 
 def test_end_points_triangle_and_cosines(tmp_path: Path) -> None:
     sweep = tmp_path / "synthetic_mtl"
-    write_run(sweep, "lr=0.05", 0, (4.0, 4.0))  # inside
-    write_run(sweep, "lr=0.05", 1, (9.5, 0.4))  # inside, near t3
+    write_run(sweep, "lr=0.05", 0, (4.0, 4.0))  # between the optima
+    write_run(sweep, "lr=0.05", 1, (9.5, 0.4))  # inside the triangle, but in t3's minimum
     write_run(sweep, "lr=0.1", 0, (12.0, 3.0))  # outside
     write_run(sweep, "lr=0.1", 1, (5.0, 5.0))  # on the edge t1-t3: not strictly inside
     out = tmp_path / "summary.csv"
     assert main([str(sweep), "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert [(r["point"], r["seed"], r["inside_triangle"]) for r in rows] == [
-        ("lr=0.05", "0", "True"), ("lr=0.05", "1", "True"), ("lr=0.1", "0", "False"), ("lr=0.1", "1", "False"),
+    assert [(r["point"], r["seed"], r["between_optima"], r["nearest_optimum"]) for r in rows] == [
+        ("lr=0.05", "0", "True", "t2"), ("lr=0.05", "1", "False", "t3"),
+        ("lr=0.1", "0", "False", "t3"), ("lr=0.1", "1", "False", "t1"),
     ]  # fmt: skip
+    assert float(rows[1]["distance"]) == pytest.approx(math.hypot(0.5, 0.4), abs=1e-4)
     for row, end in zip(rows, [(4.0, 4.0), (9.5, 0.4), (12.0, 3.0), (5.0, 5.0)]):
         assert (float(row["end_x"]), float(row["end_y"])) == end
         assert float(row["cos_end"]) == pytest.approx(mean_pairwise_cosine(end), abs=1e-4)
         assert float(row["cos_second_half"]) == pytest.approx(mean_pairwise_cosine(end), abs=1e-4)
     assert float(rows[3]["cos_end"]) == pytest.approx(-1 / 3, abs=1e-4)  # on an edge: exactly the bound
-    assert all(float(r["cos_end"]) < -1 / 3 for r in rows if r["inside_triangle"] == "True")
+    assert float(rows[0]["cos_end"]) < -1 / 3 and float(rows[1]["cos_end"]) < -1 / 3  # strictly inside
     assert not math.isclose(float(rows[2]["cos_end"]), -1 / 3)
 
 
