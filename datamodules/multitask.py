@@ -70,8 +70,14 @@ class MultiTaskDataModule(pl.LightningDataModule):
 
     def facts(self) -> dict[str, Any]:
         """What a model may take from the data instead of a second list in its config: `task_names` (training,
-        then zero-shot) and `vocabulary`. The CLI links it to `MultiTaskModule(data=...)`."""
-        return {"task_names": self.eval_task_names(), "vocabulary": self.vocabulary()}
+        then zero-shot), `vocabulary` and `class_counts` (the tasks that define theirs). The CLI links it to
+        `MultiTaskModule(data=...)`."""
+        counts = {t.name: t.class_count() for t in self._eval_tasks()}
+        return {
+            "task_names": self.eval_task_names(),
+            "vocabulary": self.vocabulary(),
+            "class_counts": {name: n for name, n in counts.items() if n is not None},
+        }
 
     def vocabulary(self) -> Vocabulary | None:
         """What the model's vocabulary may be trimmed to: the corpora of every task, seen and zero-shot (a

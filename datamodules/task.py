@@ -46,6 +46,11 @@ class TaskDataModule(pl.LightningDataModule):
         e.g. the MLQA language), so that the metric follows the data and never a task name."""
         return {}
 
+    def class_count(self) -> int | None:
+        """How many classes this task's dataset defines, known before its files are read, so that a model can size
+        the task's head from the data (`num_classes: data`); None when the task cannot say."""
+        return None
+
     def single_language_files(self) -> tuple[str | None, list[str]]:
         """(language, files that hold only that language's rows); `MultiTaskDataModule` refuses two languages
         reading one such file. (None, []) when the task cannot say."""

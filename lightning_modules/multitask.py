@@ -52,7 +52,7 @@ class MultiTaskModule(pl.LightningModule):
         self.automatic_optimization = False
         self.model = model
         if data is not None:
-            model.attach_data(list(data["task_names"]), data["vocabulary"])
+            model.attach_data(list(data["task_names"]), data["vocabulary"], data.get("class_counts"))
         self.algorithm = algorithm
         self.grad_clip_norm = grad_clip_norm
         self.task_names: list[str] = []

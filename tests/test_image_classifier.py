@@ -107,3 +107,18 @@ def test_heads_are_per_task_and_not_shared() -> None:
         model.eval_metrics("a", num_classes=7)
     with pytest.raises(ValueError, match=r"\['c'\] have none"):
         model.check_tasks(["a", "c"])
+
+
+def test_heads_from_the_data_are_sized_by_each_tasks_class_count() -> None:
+    model = ImageClassifier(random_init=True)  # num_classes: data
+    with pytest.raises(ValueError, match="was given no class counts"):
+        model.check_tasks(["a"])
+    with pytest.raises(ValueError, match=r"task\(s\) \['b'\] define no class count"):
+        model.attach_data(["a", "b"], None, {"a": 3})
+    model.attach_data(["a", "b"], None, {"a": 3, "b": 5})
+    assert {t: h.out_features for t, h in model.heads.items()} == {"a": 3, "b": 5}
+    model.check_tasks(["a", "b"])
+    with pytest.raises(
+        ValueError, match="the data has 4 classes but its head has 5 outputs; set the task's num_classes: 4"
+    ):
+        model.eval_metrics("b", num_classes=4)

@@ -16,6 +16,17 @@ from tests.table_configs import CONFIGS, resolve_references, table_configs
 
 TABLE10 = CONFIGS / "table10"
 TASKS = ["tin-1", "tin-2", "cifar100", "dogs", "aircraft", "cub", "f-mnist", "svhn"]  # the paper's columns, lower case
+# The heads' sizes, from the data: the datasets' class counts (Shin et al.'s NUM_CLASSES; Aircraft: variants).
+PAPER_CLASSES = {
+    "tin-1": 100,
+    "tin-2": 100,
+    "cifar100": 100,
+    "dogs": 120,
+    "aircraft": 100,
+    "cub": 200,
+    "f-mnist": 10,
+    "svhn": 10,
+}
 FIXTURE_CLASSES = {"tin-1": 2, "tin-2": 2, "cifar100": 3, "dogs": 3, "aircraft": 3, "cub": 3, "f-mnist": 10, "svhn": 10}
 
 
@@ -27,7 +38,7 @@ def test_configs_bind_and_follow_the_paper_and_shin_et_al() -> None:
         assert [t["init_args"]["name"] for t in tasks] == TASKS, name
         assert all(t["init_args"]["batch_size"] == 128 for t in tasks), name
         model = config["model"]["model"]["init_args"]
-        assert list(model["num_classes"]) == TASKS and model["pretrained_path"].endswith("resnet18-f37072fd.pth")
+        assert "num_classes" not in model and model["pretrained_path"].endswith("resnet18-f37072fd.pth")
         assert config["optimizer"] == {
             "class_path": "torch.optim.SGD",
             "init_args": {"lr": 1e-2, "momentum": 0.9, "weight_decay": 5e-4},
@@ -48,10 +59,11 @@ def fixture_run_args(method: str, directory: Path, steps: int = 3) -> list[str]:
     for task in data["tasks"]:
         kind = task["class_path"].rsplit(".", 1)[-1]
         task["init_args"].update(root=str(roots[kind]), image_size=16, batch_size=2, eval_batch_size=4)
+        task["init_args"]["num_classes"] = FIXTURE_CLASSES[task["init_args"]["name"]]
         if kind != "AircraftTask":
             task["init_args"]["val_fraction"] = 0.25
     model = yaml.safe_load((TABLE10 / "_model.yaml").read_text())
-    model["init_args"] = {"num_classes": FIXTURE_CLASSES, "pretrained_path": None, "random_init": True}
+    model["init_args"] = {"pretrained_path": None, "random_init": True}
     (directory / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     (directory / "model.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
     args = [
@@ -79,3 +91,11 @@ def test_each_method_trains_a_few_steps_on_generated_images(tmp_path: Path, meth
     assert "val/avg/accuracy" in logged and all(f"val/{t}/accuracy" in logged for t in TASKS)
     assert 0.0 <= float(logged["val/avg/accuracy"]) <= 1.0
     assert (Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_the_heads_are_sized_by_the_datasets_class_counts(tmp_path: Path) -> None:
+    """Instantiated as train.py would (no data read, random trunk): one head per task, of its dataset's size."""
+    args = [f"--config={TABLE10 / 'mtl.yaml'}", "--model.model.init_args.pretrained_path=null"]
+    cli = run_cli([*args, "--model.model.init_args.random_init=true"], tmp_path, subcommand=None)
+    heads = cli.model.model.heads
+    assert {task: head.out_features for task, head in heads.items()} == PAPER_CLASSES

@@ -41,6 +41,7 @@ class AircraftTask(ImageTask):
     hold-out of it for validation (`train_split: trainval`)."""
 
     default_image_size = 84  # Shin et al. 2021
+    default_num_classes = 100
 
     def __init__(self, root: str, name: str = "aircraft", train_split: str = "train", **kwargs: Any) -> None:
         if train_split not in ("train", "trainval"):

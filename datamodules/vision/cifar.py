@@ -42,6 +42,7 @@ class CIFAR100Task(ImageTask):
     """CIFAR-100 (100 classes, 32 x 32); validation: a hold-out of train; test: the test pickle."""
 
     default_image_size = 32  # Shin et al. 2021
+    default_num_classes = 100
 
     def __init__(self, root: str, name: str = "cifar100", **kwargs: Any) -> None:
         super().__init__(name=name, root=root, **kwargs)

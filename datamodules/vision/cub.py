@@ -51,6 +51,7 @@ class CUBTask(ImageTask):
     """CUB-200-2011 (200 bird species); validation: a hold-out of train; test: the official test images."""
 
     default_image_size = 84  # Shin et al. 2021
+    default_num_classes = 200
 
     def __init__(self, root: str, name: str = "cub", **kwargs: Any) -> None:
         super().__init__(name=name, root=root, **kwargs)

@@ -59,6 +59,7 @@ class FashionMNISTTask(ImageTask):
     """Fashion-MNIST (10 classes, 28 x 28 grayscale, replicated to RGB); validation: a hold-out of train."""
 
     default_image_size = 28  # Shin et al. 2021
+    default_num_classes = 10
 
     def __init__(self, root: str, name: str = "f-mnist", **kwargs: Any) -> None:
         super().__init__(name=name, root=root, **kwargs)

@@ -68,6 +68,7 @@ class StanfordDogsTask(ImageTask):
     """Stanford Dogs (120 breeds); validation: a hold-out of train; test: the official test list."""
 
     default_image_size = 84  # Shin et al. 2021
+    default_num_classes = 120
 
     def __init__(self, root: str, name: str = "dogs", **kwargs: Any) -> None:
         super().__init__(name=name, root=root, **kwargs)

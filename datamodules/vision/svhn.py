@@ -32,6 +32,7 @@ class SVHNTask(ImageTask):
     """SVHN (10 classes, 32 x 32); validation: a hold-out of train; test: test_32x32.mat (extra is not used)."""
 
     default_image_size = 32  # Shin et al. 2021
+    default_num_classes = 10
 
     def __init__(self, root: str, name: str = "svhn", **kwargs: Any) -> None:
         super().__init__(name=name, root=root, **kwargs)

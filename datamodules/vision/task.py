@@ -31,10 +31,13 @@ class ImageTask(TaskDataModule):
         split_seed: seeds that hold-out (fixed, so that every method validates on the same images).
         augment: padded random crop and horizontal flip on training images (Shin et al. 2021).
         mean / std: per-channel normalisation (Shin et al. 2021: 0.5 and 0.5).
+        num_classes: the classes the dataset defines (default: the dataset's own count), which sizes the task's
+            head (`ImageClassifier(num_classes="data")`); the model refuses data with another count.
     """
 
     has_val_split = False
     default_image_size = 32
+    default_num_classes = 0  # each dataset's own count
 
     def __init__(
         self,
@@ -48,8 +51,12 @@ class ImageTask(TaskDataModule):
         augment: bool = True,
         mean: Sequence[float] = (0.5, 0.5, 0.5),
         std: Sequence[float] = (0.5, 0.5, 0.5),
+        num_classes: int | None = None,
     ) -> None:
         super().__init__(name=name, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        self.declared_classes = num_classes or self.default_num_classes
+        if self.declared_classes < 2:
+            raise ValueError(f"task '{name}': num_classes must be >= 2, got {self.declared_classes}")
         self.root = Path(root)
         self.image_size = image_size or self.default_image_size
         self.val_fraction = val_fraction
@@ -63,6 +70,9 @@ class ImageTask(TaskDataModule):
     def read(self, split: str) -> LabelledImages:  # pragma: no cover - interface
         """The split ("train", "test", or "val" when `has_val_split`) as read from `root`."""
         raise NotImplementedError
+
+    def class_count(self) -> int:
+        return self.declared_classes
 
     @property
     def num_classes(self) -> int:

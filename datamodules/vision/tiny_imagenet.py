@@ -63,6 +63,7 @@ class TinyImageNetTask(ImageTask):
         if not 1 <= part <= parts:
             raise ValueError(f"part must be in 1..{parts}, got {part}")
         self.part, self.parts = part, parts
+        self.default_num_classes = 200 // parts  # each part: an equal share of the 200 classes
         super().__init__(name=name or f"tin-{part}", root=root, **kwargs)
 
     def read(self, split: str) -> LabelledImages:

@@ -33,10 +33,13 @@ class TaskModel(nn.Module):
     def check_tasks(self, names: list[str]) -> None:
         """Raise a clear error if the model cannot serve one of these tasks."""
 
-    def attach_data(self, task_names: list[str], vocabulary: Vocabulary | None) -> None:
-        """The data's task names (training, then zero-shot) and the vocabulary of their corpora, given once after
-        construction, so that a model config need not list them again; models that were asked to take them
-        (`tasks: data`, `vocabulary: data`) do, others ignore them."""
+    def attach_data(
+        self, task_names: list[str], vocabulary: Vocabulary | None, class_counts: dict[str, int] | None = None
+    ) -> None:
+        """The data's task names (training, then zero-shot), the vocabulary of their corpora and the class count of
+        each task that defines one, given once after construction, so that a model config need not list them
+        again; models that were asked to take them (`tasks: data`, `vocabulary: data`, `num_classes: data`) do,
+        others ignore them."""
 
     def forward(self, task: str, batch: Any) -> TaskOutput:  # pragma: no cover - interface
         raise NotImplementedError

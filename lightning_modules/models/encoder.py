@@ -207,7 +207,9 @@ class EncoderClassifier(TaskModel):
                 return None
         return self._tokenizer
 
-    def attach_data(self, task_names: list[str], vocabulary: Vocabulary | None) -> None:
+    def attach_data(
+        self, task_names: list[str], vocabulary: Vocabulary | None, class_counts: dict[str, int] | None = None
+    ) -> None:
         """Trims to the data's vocabulary and makes the per-task heads where this model asked for them ("data");
         called once the model is built and before the optimizer is. Trimming draws no random numbers and the heads
         draw what they would have drawn at the end of the constructor, so a run is the same as one whose model

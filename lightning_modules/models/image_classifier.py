@@ -10,7 +10,7 @@ batch passes through in training mode.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,9 @@ class ImageClassifier(TaskModel):
     """ResNet-18 trunk -> 512-d pooled features -> the task's own linear head.
 
     Args:
-        num_classes: task name -> its number of classes (one head each; the data must have as many classes).
+        num_classes: "data" (the default): one head per task of the data module, sized by the class count its task
+            defines (`ImageTask.num_classes`, given by `attach_data`); or task name -> its number of classes. The
+            data must have as many classes as the head has outputs.
         pretrained_path: torchvision's ImageNet resnet18 checkpoint (resnet18-f37072fd.pth); its fc is not used.
             None: torchvision's own download when torchvision imports, else refused, unless `random_init`.
         random_init: True to start from torchvision's random initialisation instead (tests only); then
@@ -43,17 +45,18 @@ class ImageClassifier(TaskModel):
     """
 
     def __init__(
-        self, num_classes: dict[str, int], pretrained_path: str | None = None, random_init: bool = False
+        self,
+        num_classes: dict[str, int] | Literal["data"] = "data",
+        pretrained_path: str | None = None,
+        random_init: bool = False,
     ) -> None:
         super().__init__()
-        if not num_classes:
-            raise ValueError("ImageClassifier needs num_classes: task name -> number of classes, one head each")
-        bad = {t: n for t, n in num_classes.items() if not t or "." in t or int(n) < 2}
-        if bad:
-            raise ValueError(f"every head needs a task name without '.' and >= 2 classes, got {bad}")
+        if num_classes != "data":
+            _check_head_sizes(num_classes)
         if random_init and pretrained_path is not None:
             raise ValueError("random_init: true and a pretrained_path contradict each other; give one of them")
-        self.num_classes = {t: int(n) for t, n in num_classes.items()}
+        self.num_classes: dict[str, int] = {} if num_classes == "data" else {t: int(n) for t, n in num_classes.items()}
+        self.classes_from_data = num_classes == "data"
         self.pretrained_path = pretrained_path
         self.random_init = random_init
         self.trunk = ResNet18(num_classes=None)
@@ -63,6 +66,24 @@ class ImageClassifier(TaskModel):
         # The random-init "pretrained" reference is the initial trunk (drift, RecAdam); kept outside the state_dict.
         self._initial = None if weights is not None else {k: v.detach().clone() for k, v in self._trunk_params()}
         self.heads = nn.ModuleDict({t: nn.Linear(self.trunk.out_features, n) for t, n in self.num_classes.items()})
+
+    def attach_data(
+        self, task_names: list[str], vocabulary: Any = None, class_counts: dict[str, int] | None = None
+    ) -> None:
+        """With `num_classes: data`, one head per task, sized by the class count its data module defines."""
+        if not self.classes_from_data:
+            return
+        counts = class_counts or {}
+        missing = [t for t in task_names if t not in counts]
+        if missing:
+            raise ValueError(
+                f"ImageClassifier(num_classes='data'): task(s) {missing} define no class count (image tasks do); "
+                "give model.init_args.num_classes as task -> count instead"
+            )
+        sizes = {t: int(counts[t]) for t in task_names}
+        _check_head_sizes(sizes)
+        self.num_classes = sizes
+        self.heads = nn.ModuleDict({t: nn.Linear(self.trunk.out_features, n) for t, n in sizes.items()})
 
     def _pretrained_weights(self) -> dict[str, torch.Tensor] | None:
         if self.random_init:
@@ -83,6 +104,11 @@ class ImageClassifier(TaskModel):
 
     # ------------------------------------------------------------- contract
     def check_tasks(self, names: list[str]) -> None:
+        if self.classes_from_data and not self.heads:
+            raise ValueError(
+                "ImageClassifier(num_classes='data') was given no class counts: MultiTaskModule hands over the data "
+                "module's (the CLI links data to model.data); or give model.init_args.num_classes"
+            )
         unknown = [n for n in names if n not in self.heads]
         if unknown:
             raise ValueError(
@@ -124,8 +150,20 @@ class ImageClassifier(TaskModel):
         refuse_options(self, task, options)
         size = self.num_classes[task]
         if num_classes is not None and num_classes != size:
+            where = (
+                f"the task's num_classes: {num_classes}"
+                if self.classes_from_data
+                else (f"model.init_args.num_classes.{task}: {num_classes}")
+            )
             raise ValueError(
-                f"task '{task}': the data has {num_classes} classes but its head has {size} outputs; set "
-                f"model.init_args.num_classes.{task}: {num_classes}"
+                f"task '{task}': the data has {num_classes} classes but its head has {size} outputs; set {where}"
             )
         return MetricCollection({"accuracy": MulticlassAccuracy(num_classes=size, average="micro")})
+
+
+def _check_head_sizes(num_classes: dict[str, int]) -> None:
+    if not num_classes:
+        raise ValueError("ImageClassifier needs num_classes: task name -> number of classes, one head each")
+    bad = {t: n for t, n in num_classes.items() if not t or "." in t or int(n) < 2}
+    if bad:
+        raise ValueError(f"every head needs a task name without '.' and >= 2 classes, got {bad}")
