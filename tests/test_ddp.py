@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -71,10 +72,23 @@ def test_sequential_reptile_on_two_cpu_processes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_pcgrad_on_two_cpu_processes_keeps_ranks_identical(tmp_path: Path) -> None:
-    """PCGrad's task gradients (autograd.grad, outside DDP's reducer) and its heads' gradients are averaged over
-    ranks in one flat buffer: every rank applies the same update although each sees its own shard."""
-    algorithm = {"class_path": "lightning_modules.algorithms.pcgrad.PCGrad", "init_args": {"tasks_per_step": 2}}
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        {"class_path": "lightning_modules.algorithms.pcgrad.PCGrad", "init_args": {"tasks_per_step": 2}},
+        {
+            "class_path": "lightning_modules.algorithms.gradnorm.GradNorm",
+            "init_args": {"tasks_per_step": 2, "gradient_on": "all_shared"},
+        },
+    ],
+    ids=["pcgrad", "gradnorm"],
+)
+def test_per_task_gradient_methods_on_two_cpu_processes_keep_ranks_identical(
+    tmp_path: Path, algorithm: dict[str, Any]
+) -> None:
+    """PCGrad's task gradients and GradNorm's weighted sum with its per-task columns (autograd.grad, outside DDP's
+    reducer) and the heads' gradients are averaged over ranks in one flat buffer: every rank applies the same
+    update although each sees its own shard."""
     steps = 4
     config = tiny_config(tmp_path / "cfg" / "ddp.yaml", algorithm, tasks={"a": 24, "b": 40}, max_steps=steps)
     records = tmp_path / "records"

@@ -21,7 +21,7 @@ import torch
 from datamodules.schedule import IIDSchedule
 from lightning_modules.algorithms.base import Algorithm
 from lightning_modules.precision import full_precision, widen
-from lightning_modules.task_gradients import set_shared_gradient, split_parameters, task_jacobian
+from lightning_modules.task_gradients import set_shared_gradient, split_parameters, weighted_gradient
 
 if TYPE_CHECKING:
     from datamodules.streams import MultiTaskBatch
@@ -255,13 +255,15 @@ class GradNorm(Algorithm):
         weights = self.weights[sampled]  # the weights this step's loss uses (before their update)
 
         shared, specific = split_parameters(module)
-        jacobian, losses, scale, finite = task_jacobian(module, batch, shared, specific, weights=weights)
-        losses = widen(module.all_reduce_mean(losses))  # identical on every rank, so the weights stay in sync
         assert self._columns is not None
-        with full_precision(jacobian.device):
-            set_shared_gradient(shared, scale.rescale(weights.to(jacobian) @ jacobian))
+        combined, on_w, losses, scale, finite = weighted_gradient(
+            module, batch, shared, specific, weights, self._columns
+        )
+        losses = widen(module.all_reduce_mean(losses))  # identical on every rank, so the weights stay in sync
+        with full_precision(combined.device):
+            set_shared_gradient(shared, scale.rescale(combined))
             if finite:
-                grad_norms = torch.linalg.vector_norm(jacobian[:, self._columns], dim=1)
+                grad_norms = torch.linalg.vector_norm(on_w, dim=1)
                 gradient, info = self.weight_gradient(sampled, losses, grad_norms)
         module.optimizer_step()
         if finite and not scale.skipped():
