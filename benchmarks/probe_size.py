@@ -5,8 +5,8 @@ the spread of the cosine over independently drawn probes of one size.
     python benchmarks/probe_size.py [--config configs/offline/sequential_reptile.yaml] [--sizes 8 16 32 64 128]
         [--draws 5] [--draw-sizes 8 32] [--out docs/offline/probe_size.md]
 
-One `train.py fit` of a single step with only GradientAlignment callbacks, which all measure at step 0 (the
-pretrained encoder and the seeded heads): one per size with `standard_error: true` (probe seed 0), and `--draws`
+One fit, stopped before its first training step, with only GradientAlignment callbacks, which all measure at step 0
+(the pretrained encoder and the seeded heads): one per size with `standard_error: true` (probe seed 0), and `--draws`
 probes with seeds 0, 1, ... per size of `--draw-sizes` (without the standard error). The standard deviation of
 those draws' cosines should be close to the standard error, which scales as 1/sqrt(size).
 """
@@ -16,14 +16,28 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
+import lightning.pytorch as pl
 import yaml
+from lightning.pytorch.callbacks import Callback
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lightning_modules.cli import MultiTaskCLI  # noqa: E402
+
+
+class StopAfterStart(Callback):
+    """Ends the fit after the callbacks' step-0 measurements: the first step would be the run's last, measured
+    again."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        trainer.should_stop = True
 
 
 def callbacks(sizes: list[int], draw_sizes: list[int], draws: int) -> list[dict]:
@@ -64,11 +78,16 @@ def main() -> None:
         trainer = Path(tmp) / "trainer.yaml"
         trainer.write_text(yaml.safe_dump({"callbacks": callbacks(args.sizes, args.draw_sizes, args.draws)}))
         command = [
-            sys.executable, str(REPO / "train.py"), "fit", "--config", str(args.config), "--trainer", str(trainer),
-            "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
+            "--config", str(args.config), "--trainer", str(trainer), "--trainer.max_steps", "1",
+            "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
             "--trainer.default_root_dir", tmp,
         ]  # fmt: skip
-        subprocess.run(command, check=True, cwd=REPO)
+        with mock.patch.object(sys, "argv", sys.argv[:1]):
+            cli = MultiTaskCLI(args=command, run=False)
+        cli.trainer.callbacks.append(StopAfterStart())
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        if cli.trainer.global_step != 0:
+            raise RuntimeError(f"the fit took {cli.trainer.global_step} steps; the probes are those of step 0 only")
         (run,) = {p.parent for p in Path(tmp).rglob("probe_*.csv")}
         lines = [
             f"Probe size and the noise of align/cos_mean at step 0 ({args.config.relative_to(REPO)}):",
