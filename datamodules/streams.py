@@ -3,7 +3,9 @@
 The schedule (which tasks, which examples) is drawn in the main process; with `num_workers` > 0 the examples are
 read and collated in DataLoader worker processes (into pinned memory on a GPU), which run ahead of training. The
 state saved in a checkpoint is the one after the last batch handed to training, not after the last one a worker
-prepared, so a resume sees the same batches in the same order.
+prepared, so a resume sees the same batches in the same order. Randomness in reading or collating a batch (image
+augmentation) draws from torch's generator seeded per batch from (data seed, task, rank, pass, position), so it is
+the same with or without workers and after a resume, and never consumes the training RNG (dropout).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ class TaskStream:
             self._order, self._order_epoch = perm[self.rank :: self.world_size], self.epoch
         return self._order
 
+    def next_draw(self) -> tuple[list[int], int]:
+        """The dataset indices of the next batch and the seed of its reading and collation (moves the cursor)."""
+        seed = ((self.seed * 1_000_003 + self.rank) * 1_000_033 + self.epoch) * 1_000_037 + self.cursor
+        return self.next_indices(), seed % 2**63
+
     def next_indices(self) -> list[int]:
         """The dataset indices of the next batch (moves the cursor)."""
         indices: list[int] = []
@@ -70,12 +77,15 @@ class TaskStream:
                 self.epoch, self.cursor = self.epoch + 1, 0
         return indices
 
-    def batch(self, indices: list[int]) -> Any:
-        """The collated examples at `indices` (pure: runs in a DataLoader worker as well)."""
-        return self.collate([self.dataset[i] for i in indices])
+    def batch(self, indices: list[int], seed: int) -> Any:
+        """The collated examples at `indices`, any random draw of the dataset or collate from `seed` (pure: runs in
+        a DataLoader worker as well)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.collate([self.dataset[i] for i in indices])
 
     def next_batch(self) -> Any:
-        return self.batch(self.next_indices())
+        return self.batch(*self.next_draw())
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "cursor": self.cursor}
@@ -84,7 +94,7 @@ class TaskStream:
         self.epoch, self.cursor = state["epoch"], state["cursor"]
 
 
-Plan = list[tuple[str, list[int]]]  # one step: (task, dataset indices) per task
+Plan = list[tuple[str, list[int], int]]  # one step: (task, dataset indices, batch seed) per task
 
 
 class _StepBatches:
@@ -94,7 +104,7 @@ class _StepBatches:
         self.streams = streams
 
     def __getitems__(self, plan: Plan) -> MultiTaskBatch:
-        return [(task, self.streams[task].batch(indices)) for task, indices in plan]
+        return [(task, self.streams[task].batch(indices, seed)) for task, indices, seed in plan]
 
 
 def _whole(batch: MultiTaskBatch) -> MultiTaskBatch:
@@ -137,7 +147,7 @@ class ScheduledLoader:
         """The rest of the epoch's plans, drawn in this process; the state after each goes into `states`."""
         position = self.position
         while position < self.steps_per_epoch:
-            plan = [(task, self.streams[task].next_indices()) for task in self.sampler.next_tasks()]
+            plan = [(task, *self.streams[task].next_draw()) for task in self.sampler.next_tasks()]
             position += 1
             states.append(self._live_state(position))
             yield plan

@@ -22,9 +22,17 @@ SIZES = {"a": 13, "b": 29, "c": 7}
 IID = IIDSchedule(2, q=0.5)
 
 
-def loader(workers: int, schedule: IIDSchedule | BlockSchedule = IID) -> ScheduledLoader:
+class Augmented(list):
+    """Rows whose reading draws from torch's generator, as image augmentation does: x + a uniform draw."""
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        row = super().__getitem__(index)
+        return {"x": row["x"] + torch.rand(())}
+
+
+def loader(workers: int, schedule: IIDSchedule | BlockSchedule = IID, augmented: bool = False) -> ScheduledLoader:
     data = {
-        n: [{"x": torch.full((3,), float(100 * i + j))} for j in range(size)]
+        n: (Augmented if augmented else list)({"x": torch.full((3,), float(100 * i + j))} for j in range(size))
         for i, (n, size) in enumerate(SIZES.items())
     }
     streams = {n: TaskStream(n, rows, 4, default_collate, seed=5, rank=1, world_size=2) for n, rows in data.items()}
@@ -67,6 +75,27 @@ def test_a_loop_left_early_restarts_from_the_last_batch_handed_out() -> None:
     continued = loader(0)
     continued.load_state_dict(state)
     assert first + [flat(b) for b in continued] == reference
+
+
+def test_random_reads_are_seeded_per_batch_the_same_with_workers_and_after_a_resume() -> None:
+    before = torch.manual_seed(0).get_state()
+    reference = [flat(b) for b in loader(0, augmented=True)]
+    assert torch.equal(torch.get_rng_state(), before)  # the training RNG (dropout) is not consumed
+    assert [flat(b) for b in loader(2, augmented=True)] == reference  # in workers: the same draws
+    noise = [x % 1 for batch in reference for _, xs in batch for x in xs]
+    assert len(set(noise)) == len(noise)  # every example of every batch draws afresh
+    torch.manual_seed(123)  # another global RNG state: a resumed process
+    resumed = loader(0, augmented=True)
+    resumed.load_state_dict(_state_after(3))
+    assert [flat(b) for b in resumed] == reference[3:]
+
+
+def _state_after(batches: int) -> dict:
+    ahead = loader(0, augmented=True)
+    for i, _ in enumerate(ahead):
+        if i + 1 == batches:
+            return ahead.state_dict()
+    raise AssertionError("too few batches")
 
 
 SEQUENTIAL_REPTILE = {

@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lightning_modules.algorithms import registry
-from tests.helpers import run_cli
+from tests.helpers import assert_same_run, load_checkpoint, log_dir, run_cli
 from tests.image_fixtures import write_all
 from tests.table_configs import CONFIGS, resolve_references, table_configs
 
@@ -91,6 +92,20 @@ def test_each_method_trains_a_few_steps_on_generated_images(tmp_path: Path, meth
     assert "val/avg/accuracy" in logged and all(f"val/{t}/accuracy" in logged for t in TASKS)
     assert 0.0 <= float(logged["val/avg/accuracy"]) <= 1.0
     assert (Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_a_run_with_augmentation_resumes_exactly(tmp_path: Path) -> None:
+    """Random crops and flips draw from a per-batch seed, so a run stopped mid trajectory (K = 2, step 3) and
+    resumed in a new process ends bitwise identical to a straight one."""
+    args = [a for a in fixture_run_args("sequential_reptile", tmp_path / "config") if "max_steps" not in a]
+    straight = log_dir(run_cli([*args, "--trainer.max_steps=6"], tmp_path / "straight"))
+    stopped = log_dir(run_cli([*args, "--trainer.max_steps=3"], tmp_path / "stopped"))
+    last = stopped / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(last)["global_step"] == 3
+    torch.manual_seed(99)  # a new process's RNG: the resumed run must not depend on it
+    run_cli([*args, "--trainer.max_steps=6", "--ckpt_path", str(last)], tmp_path / "stopped")
+    assert_same_run(straight, stopped, 6, trajectory=False)
 
 
 def test_the_heads_are_sized_by_the_datasets_class_counts(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 Follows the reference code of Shin et al. (2021, github.com/JWoong148/ContinualTrajectoryShifting, `dataloader.py`):
 Resize((s, s)), then for training RandomCrop(s, padding=4 if s == 32 else 8) and RandomHorizontalFlip, ToTensor,
-Normalize(mean, std) with mean = std = 0.5 per channel. The random draws use torch's global generator (in a loader
-worker, that worker's), which Lightning's seeding covers.
+Normalize(mean, std) with mean = std = 0.5 per channel. The random draws use torch's global generator, which the
+training stream seeds per batch (datamodules/streams.py): augmentation is reproducible, the same with or without
+loader workers, and resumes exactly.
 """
 
 from __future__ import annotations
