@@ -109,3 +109,7 @@ class GlueTask(TextClassificationTask):
     def metric_options(self) -> dict[str, Any]:
         """GLUE's metrics for this config, whatever the task is named."""
         return {"glue_task": self.task}
+
+    def class_count(self) -> int:
+        """The outputs of this config's head (1: STS-B's regression), whatever the task is named."""
+        return self.num_labels

@@ -110,6 +110,26 @@ def test_heads_from_the_data_are_those_of_the_task_list(tokenizer: str) -> None:
     assert_identical(rebuilt.state_dict(), listed.state_dict())
 
 
+def test_heads_follow_the_data_whatever_the_tasks_are_named(tokenizer: str) -> None:
+    vocab = len(load_tokenizer(tokenizer))
+    data = [GlueTask("mnli", tokenizer, name="entailment"), GlueTask("stsb", tokenizer, name="similarity")]
+    counts = {task.name: task.class_count() for task in data}
+    assert counts == {"entailment": 3, "similarity": 1}
+    model = GlueClassifier("data", config=tiny_bert_config(vocab))
+    model.attach_data(list(counts), None, counts)
+    assert {t: h.out_features for t, h in model.heads.items()} == counts and model.task_num_labels == counts
+    rebuilt = GlueClassifier("data", config=tiny_bert_config(vocab))  # from a checkpoint: the saved sizes
+    rebuilt.load_state_dict(model.state_dict())
+    assert {t: h.out_features for t, h in rebuilt.heads.items()} == counts and rebuilt.task_num_labels == counts
+
+    with pytest.raises(ValueError, match=r"'mnli' has 3 outputs, its data defines 2.*tasks: data"):
+        GlueClassifier(["mnli"], config=tiny_bert_config(vocab)).attach_data(["mnli"], None, {"mnli": 2})
+    with pytest.raises(ValueError, match=r"task 'entailment' num_labels 2, its data defines 3"):
+        GlueClassifier("data", config=tiny_bert_config(vocab), num_labels={"entailment": 2}).attach_data(
+            list(counts), None, counts
+        )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["mtl", "sequential_reptile", "pcgrad"])
 def test_table9_configs_train_a_few_steps_offline(method: str, tmp_path: Path) -> None:

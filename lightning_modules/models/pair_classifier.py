@@ -21,11 +21,21 @@ from lightning_modules.models.base import TaskOutput, refuse_options
 from lightning_modules.models.encoder import INPUT_KEYS, EncoderClassifier
 
 
-def _head_sizes(tasks: list[str], overrides: dict[str, int]) -> dict[str, int]:
+def _head_sizes(tasks: list[str], overrides: dict[str, int], data: dict[str, int] | None = None) -> dict[str, int]:
+    """Each task's outputs: `num_labels`, else what its data defines (a GLUE task's config, whatever the task is
+    named), else the GLUE task its name is; `num_labels` that contradicts the data is refused."""
     unknown = sorted(set(overrides) - set(tasks))
     if unknown:
         raise ValueError(f"num_labels names tasks {unknown} that are not in tasks={tasks}")
-    sizes = {t: overrides[t] if t in overrides else glue_num_labels(t) for t in tasks}
+    data = data or {}
+    clash = {t: (overrides[t], data[t]) for t in tasks if t in overrides and t in data and overrides[t] != data[t]}
+    if clash:
+        raise ValueError(
+            "num_labels contradicts the data: "
+            + ", ".join(f"task '{t}' num_labels {n}, its data defines {d}" for t, (n, d) in clash.items())
+            + "; drop those num_labels entries (the data's count is used)"
+        )
+    sizes = {t: overrides[t] if t in overrides else data[t] if t in data else glue_num_labels(t) for t in tasks}
     bad = {t: n for t, n in sizes.items() if n < 1}
     if bad:
         raise ValueError(f"every head needs >= 1 output, got {bad}")
@@ -42,9 +52,11 @@ class GlueClassifier(EncoderClassifier):
     """Encoder -> [CLS] -> dropout -> the task's own linear head; cross-entropy, or MSE for 1-output heads.
 
     Args:
-        tasks: task names, or "data" (the data module's, see `EncoderClassifier`); each must be a GLUE task name
-            (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli; "sst-2", "sts-b" etc. are understood), unless
-            `num_labels` gives its size.
+        tasks: task names, or "data" (the data module's, see `EncoderClassifier`): then each head is sized by
+            what its task's data defines (a `GlueTask`'s config, whatever the task is named). A task list sizes a
+            head by its name, which must be a GLUE task name (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli;
+            "sst-2", "sts-b" etc. are understood) unless `num_labels` gives its size; a head that does not fit
+            its data's count is refused when the data is attached.
         backbone / config: as `EncoderClassifier`.
         num_labels: task -> number of outputs, overriding the GLUE default (1 = regression).
         dropout: on the [CLS] state (BERT's 0.1).
@@ -66,12 +78,43 @@ class GlueClassifier(EncoderClassifier):
         if tasks != "data":
             self._size_heads(sizes)
 
+    def attach_data(
+        self, task_names: list[str], vocabulary: Any = None, class_counts: dict[str, int] | None = None
+    ) -> None:
+        """As `EncoderClassifier`'s; the heads are sized by what each task's data defines (a GLUE task's config,
+        whatever the task is named). Heads made from a task list in the config must agree with the data."""
+        self._data_counts = dict(class_counts or {})
+        if not self.tasks_from_data:
+            wrong = {
+                t: (n, self._data_counts[t])
+                for t, n in self.task_num_labels.items()
+                if t in self._data_counts and self._data_counts[t] != n
+            }
+            if wrong:
+                raise ValueError(
+                    "GlueClassifier: the heads sized from the task names do not fit the data: "
+                    + ", ".join(f"'{t}' has {n} outputs, its data defines {d}" for t, (n, d) in wrong.items())
+                    + "; set model.init_args.tasks: data (heads sized by the data) or fix num_labels"
+                )
+        super().attach_data(task_names, vocabulary, class_counts)
+
     def _heads_for(self, tasks: list[str]) -> None:
         """The base's heads, then the sized ones: the random draws of the constructor, in its order."""
-        sizes = _head_sizes(tasks, self.label_overrides)
+        sizes = _head_sizes(tasks, self.label_overrides, getattr(self, "_data_counts", None))
         super()._heads_for(tasks)
         self.task_num_labels = sizes
         self._size_heads(sizes)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """With `tasks="data"`, heads rebuilt from a saved model take the saved sizes (renamed tasks included)."""
+        if self.tasks_from_data and self.heads is None:
+            start = len(f"{prefix}heads.")
+            self._data_counts = {
+                k[start : -len(".weight")]: int(v.shape[0])
+                for k, v in state_dict.items()
+                if k.startswith(f"{prefix}heads.") and k.endswith(".weight")
+            }
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _size_heads(self, sizes: dict[str, int]) -> None:
         hidden = self.encoder.config.hidden_size
