@@ -57,7 +57,8 @@ class MaskedLMLoss(PeriodicMeasurement):
     trained on in any language; the language is the task name; seen = `data.tasks`, unseen = the zero-shot
     tasks). With `cc100_dir`, the first `texts_per_language` non-empty lines of `<cc100_dir>/<lang>.txt` or
     `<lang>.txt.xz` (CC-100's format: one sentence per line; paper: 5,000 per language) for each of
-    `languages` (default: every task name); a language is seen if it is a training task's name.
+    `languages` (default: the language of every task: its `language` where it has one, else its name, so a
+    renamed task still reads its language's file); a language is seen if a training task is in it.
 
     Masking: fixed once from `seed` (per language), see `lightning_modules/models/mlm_probe.py`: round(15 %)
     of the non-special tokens of each text, 80 % mask token / 10 % random token / 10 % unchanged, so the
@@ -85,7 +86,7 @@ class MaskedLMLoss(PeriodicMeasurement):
         seed: seeds the choice of texts (Bible) and the masks.
         head: "auto", "pretrained" or "probe".
         cc100_dir: a directory of `<lang>.txt` / `<lang>.txt.xz` files instead of the tasks' text.
-        languages: the languages read from `cc100_dir` (default: the names of all tasks).
+        languages: the languages read from `cc100_dir` (default: every task's language, see above).
         tokenizer: a tokenizer name or directory; default the model's `tokenizer`, else the first task's.
         probe_texts_per_language, probe_epochs, probe_lr: fitting of the probe head (`ProbeSettings`).
         cache_dir: where fitted probe heads are cached.
@@ -201,7 +202,10 @@ class MaskedLMLoss(PeriodicMeasurement):
             raise TypeError("MaskedLMLoss needs a MultiTaskDataModule (seen = its tasks, unseen = zero-shot tasks)")
         seen = set(datamodule.task_names)
         if self.cc100_dir is not None:
-            languages = self.languages or datamodule.task_names + list(getattr(datamodule, "zero_shot_task_names", []))
+            names = datamodule.task_names + list(getattr(datamodule, "zero_shot_task_names", []))
+            language_of = {name: _task_language(datamodule, name) for name in names}
+            seen = {language_of[name] for name in datamodule.task_names}
+            languages = self.languages or list(dict.fromkeys(language_of.values()))
             held_out, fitting = {}, {}
             for lang in languages:
                 held_out[lang], fitting[lang] = read_cc100(
@@ -397,3 +401,11 @@ def _rng_devices(pl_module: pl.LightningModule) -> list[int]:
     if device.type != "cuda":
         return []
     return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _task_language(datamodule: Any, name: str) -> str:
+    """The language a task's data is in (its `language`, e.g. TyDiQA's or the Bible's), else its name: CC-100's
+    files are per language, whatever the task is named."""
+    task = datamodule.task(name) if callable(getattr(datamodule, "task", None)) else None
+    language = getattr(task, "language", None)
+    return language if isinstance(language, str) and language else name

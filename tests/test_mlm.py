@@ -287,3 +287,19 @@ def test_cc100_texts_feed_the_callback_with_seen_and_unseen_groups(tmp_path: Pat
     assert only.read_texts(datamodule)[2] == {"sw": "seen", "de": "unseen"}
     with pytest.raises(FileNotFoundError, match="'fr'"):
         MaskedLMLoss(cc100_dir=str(tmp_path), languages=["fr"]).read_texts(datamodule)
+
+
+def test_cc100_files_follow_the_tasks_language_not_their_names(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    for lang in ("en", "sw", "de"):
+        (tmp_path / f"{lang}.txt").write_text("\n".join(f"{lang} sentence {i}" for i in range(6)) + "\n")
+    tasks = {"clusterA": "en", "clusterB": "en", "swahili": "sw", "german": "de"}  # pseudo-tasks, renamed tasks
+    datamodule = SimpleNamespace(
+        task_names=["clusterA", "clusterB", "swahili"],
+        zero_shot_task_names=["german"],
+        task=lambda name: SimpleNamespace(language=tasks[name]),
+    )
+    held_out, _, groups = MaskedLMLoss(texts_per_language=4, cc100_dir=str(tmp_path)).read_texts(datamodule)
+    assert groups == {"en": "seen", "sw": "seen", "de": "unseen"}
+    assert held_out["sw"] == [f"sw sentence {i}" for i in range(4)]
