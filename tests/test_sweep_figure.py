@@ -39,6 +39,19 @@ def test_mean_and_spread_per_value_in_numeric_order(tmp_path: Path, capsys: pyte
     assert out.is_file() and out.with_suffix(".md").read_text().splitlines()[2:] == lines[2:]
 
 
+def test_a_moved_sweep_directory_still_finds_its_runs_probes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    finished(tmp_path / "alpha", "0.0001", 0, 0.50, [(0.6, 0.1), (0.20, 0.05)])
+    moved = shutil.move(tmp_path / "alpha", tmp_path / "docs" / "alpha")  # done.json records the old path
+    assert script("sweep_figure").main([str(moved), "--key", LR, "--out", str(tmp_path / "f.png")]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "| 0.0001 | 1 | 0.5000 ± nan | 0.200 ± nan | 0.050 |"
+    shutil.rmtree(moved / "runs" / "lr=0.0001" / "seed0" / "offline")  # the run itself gone: refused, named
+    with pytest.raises(SystemExit):
+        script("sweep_figure").main([str(moved), "--key", LR, "--out", str(tmp_path / "f.png")])
+    assert "the run directory it records" in capsys.readouterr().err
+
+
 def test_refusals_name_the_missing_key_or_metric(tmp_path: Path) -> None:
     sweep = tmp_path / "k"
     finished(sweep, "0.0001", 0, 0.5, None)
