@@ -97,13 +97,13 @@ def test_each_method_trains_a_few_steps_on_generated_images(tmp_path: Path, meth
 @pytest.mark.slow
 def test_a_run_with_augmentation_resumes_exactly(tmp_path: Path) -> None:
     """Random crops and flips draw from a per-batch seed, so a run stopped mid trajectory (K = 2, step 3) and
-    resumed in a new process ends bitwise identical to a straight one."""
+    resumed with the global RNG elsewhere (as in a new process) ends bitwise identical to a straight one."""
     args = [a for a in fixture_run_args("sequential_reptile", tmp_path / "config") if "max_steps" not in a]
     straight = log_dir(run_cli([*args, "--trainer.max_steps=6"], tmp_path / "straight"))
     stopped = log_dir(run_cli([*args, "--trainer.max_steps=3"], tmp_path / "stopped"))
     last = stopped / "checkpoints" / "last.ckpt"
     assert load_checkpoint(last)["global_step"] == 3
-    torch.manual_seed(99)  # a new process's RNG: the resumed run must not depend on it
+    torch.manual_seed(99)  # the resumed run must not depend on the global RNG
     run_cli([*args, "--trainer.max_steps=6", "--ckpt_path", str(last)], tmp_path / "stopped")
     assert_same_run(straight, stopped, 6, trajectory=False)
 
