@@ -40,6 +40,16 @@ def run_cli(args: list[str], root: Path, subcommand: str | None = "fit") -> Mult
         return MultiTaskCLI(args=[subcommand, *args])
 
 
+def print_config(tmp_path: Path, capsys: Any, *args: str) -> dict:
+    """What `train.py fit ARGS --print_config` prints, parsed (the exit must be clean)."""
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli([*args, "--print_config"], tmp_path)
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
 def log_dir(cli: MultiTaskCLI) -> Path:
     """The run's version directory (trajectory.csv, checkpoints/, config.yaml)."""
     return Path(cli.trainer.log_dir)

@@ -20,6 +20,7 @@ from tests.helpers import (
     best_checkpoint_callback,
     load_checkpoint,
     log_dir,
+    print_config,
     read_trajectory,
     run_cli,
 )
@@ -35,13 +36,6 @@ def test_every_synthetic_config_instantiates(tmp_path: Path, config: Path) -> No
     expected = yaml.safe_load(config.read_text())["model"]["algorithm"]["class_path"].rsplit(".", 1)[1]
     assert type(cli.model.algorithm).__name__ == expected
     assert cli.datamodule.schedule == cli.model.algorithm.schedule()  # attached before any work
-
-
-def print_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> dict:
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli([*args, "--print_config"], tmp_path)
-    assert exit_info.value.code in (0, None)
-    return yaml.safe_load(capsys.readouterr().out)
 
 
 def test_print_config_shows_the_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

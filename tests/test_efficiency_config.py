@@ -15,7 +15,7 @@ from datamodules.multitask import MultiTaskDataModule
 from lightning_modules.algorithms.sequential_reptile import SequentialReptile
 from lightning_modules.models.encoder import EncoderClassifier
 from lightning_modules.multitask import MultiTaskModule
-from tests.helpers import run_cli
+from tests.helpers import print_config
 from tests.trainer_fixtures import TOKEN_TASK_BERT, TokenTask
 
 OFFLINE = Path(__file__).resolve().parents[1] / "configs" / "offline"
@@ -33,9 +33,7 @@ def test_given_after_a_method_config_it_keeps_the_rest_of_the_trainer(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["--config", str(OFFLINE / "mtl.yaml"), "--trainer", str(OFFLINE / "_trainer_efficiency.yaml")]
-    with pytest.raises(SystemExit):
-        run_cli([*args, "--print_config"], tmp_path)
-    trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
+    trainer = print_config(tmp_path, capsys, *args)["trainer"]
     base = yaml.safe_load((OFFLINE / "_trainer.yaml").read_text())
     kept = {k: v for k, v in base.items() if k not in ("callbacks", "val_check_interval")}
     assert {k: trainer[k] for k in kept} == kept and trainer["val_check_interval"] == 0.1

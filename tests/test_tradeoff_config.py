@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import run_cli
+from tests.helpers import print_config
 
 OFFLINE = Path(__file__).resolve().parents[1] / "configs" / "offline"
 
@@ -30,9 +30,7 @@ def test_given_after_a_method_config_it_keeps_the_rest_of_the_trainer(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["--config", str(OFFLINE / "sequential_reptile.yaml"), "--trainer", str(OFFLINE / "_trainer_tradeoff.yaml")]
-    with pytest.raises(SystemExit):
-        run_cli([*args, "--print_config"], tmp_path)
-    trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
+    trainer = print_config(tmp_path, capsys, *args)["trainer"]
     base = yaml.safe_load((OFFLINE / "_trainer.yaml").read_text())
     assert {k: trainer[k] for k in base if k != "callbacks"} == {k: v for k, v in base.items() if k != "callbacks"}
     paths = [c["class_path"] for c in trainer["callbacks"]]
