@@ -20,11 +20,15 @@ import csv
 import json
 import math
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pretrained.files import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, also when loaded by file path
+from sweep import find_run_dir  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -49,19 +53,13 @@ def last_probe(run_dir: Path) -> tuple[float, float] | None:
     return float(rows[-1]["cos_mean"]), float(rows[-1].get("cos_mean_se") or "nan")
 
 
-def run_dir_of(marker: Path, row: dict) -> Path:
-    """The run's directory beside its done.json, wherever the sweep directory is now: done.json records the path
-    the run had, which a moved or committed sweep no longer has."""
-    recorded, root = Path(row["run_dir"]), marker.parent
-    parts = recorded.parts
-    found = next(
-        (root.joinpath(*parts[i + 1 :]) for i in range(len(parts) - 1, 0, -1)
-         if (parts[i - 1], parts[i]) == (root.parent.name, root.name)),
-        recorded,
-    )  # fmt: skip
-    if not found.is_dir():
-        raise ValueError(f"{marker}: the run directory it records ({recorded}) is not at {found}")
-    return found
+def run_dir_of(marker: Path) -> Path:
+    """The run's directory beside its done.json (sweep.py's layout), wherever the sweep directory is now: the
+    `run_dir` done.json records is the path the run had, which a moved or committed sweep no longer has."""
+    try:
+        return find_run_dir(marker.parent)
+    except RuntimeError as err:
+        raise ValueError(f"{marker}: {err}") from None
 
 
 def collect(sweep: Path, key: str, metric: str) -> list[Point]:
@@ -71,7 +69,7 @@ def collect(sweep: Path, key: str, metric: str) -> list[Point]:
         row = json.loads(marker.read_text())
         if key not in row:
             raise ValueError(f"{marker}: this run has no grid key {key!r} (its keys: {sorted(row)})")
-        groups.setdefault(str(row[key]), []).append({**row, "run_dir": str(run_dir_of(marker, row))})
+        groups.setdefault(str(row[key]), []).append({**row, "run_dir": str(run_dir_of(marker))})
     if not groups:
         raise ValueError(f"no finished run (done.json) under {sweep}/runs/<point>/seed<S>/")
     points = []

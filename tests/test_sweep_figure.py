@@ -17,6 +17,7 @@ def finished(sweep: Path, lr: str, seed: int, score: float, probes: list[tuple[f
     root = sweep / "runs" / f"lr={lr}" / f"seed{seed}"
     run = root / "offline" / "sequential_reptile" / "version_0"
     run.mkdir(parents=True)
+    (run / "config.yaml").write_text("seed_everything: 0\n")  # what marks a run directory in sweep.py's layout
     if probes is not None:
         rows = ["step,cos_mean,cos_mean_se,mtl_loss"] + [f"{100 * i},{c},{se},1.0" for i, (c, se) in enumerate(probes)]
         (run / "alignment_summary.csv").write_text("\n".join(rows) + "\n")
@@ -49,7 +50,7 @@ def test_a_moved_sweep_directory_still_finds_its_runs_probes(tmp_path: Path, cap
     shutil.rmtree(moved / "runs" / "lr=0.0001" / "seed0" / "offline")  # the run itself gone: refused, named
     with pytest.raises(SystemExit):
         script("sweep_figure").main([str(moved), "--key", LR, "--out", str(tmp_path / "f.png")])
-    assert "the run directory it records" in capsys.readouterr().err
+    assert "expected exactly one run" in capsys.readouterr().err
 
 
 def test_refusals_name_the_missing_key_or_metric(tmp_path: Path) -> None:
