@@ -200,9 +200,9 @@ class MaskedLMLoss(PeriodicMeasurement):
         """(held-out texts, probe-fitting texts, group) per language."""
         if datamodule is None or not hasattr(datamodule, "task_names"):
             raise TypeError("MaskedLMLoss needs a MultiTaskDataModule (seen = its tasks, unseen = zero-shot tasks)")
+        names = datamodule.task_names + list(getattr(datamodule, "zero_shot_task_names", []))
         seen = set(datamodule.task_names)
         if self.cc100_dir is not None:
-            names = datamodule.task_names + list(getattr(datamodule, "zero_shot_task_names", []))
             language_of = {name: _task_language(datamodule, name) for name in names}
             seen = {language_of[name] for name in datamodule.task_names}
             languages = self.languages or list(dict.fromkeys(language_of.values()))
@@ -213,7 +213,7 @@ class MaskedLMLoss(PeriodicMeasurement):
                 )
         else:
             held_out, fitting = {}, {}
-            for name in datamodule.task_names + list(getattr(datamodule, "zero_shot_task_names", [])):
+            for name in names:
                 task = datamodule.task(name)
                 if not callable(getattr(task, "mlm_texts", None)):
                     raise TypeError(
