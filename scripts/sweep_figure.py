@@ -90,8 +90,11 @@ def _order(value: str) -> tuple[int, float, str]:
         return 1, 0.0, value
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+def _summary(values: list[float], digits: int) -> str:
+    """Mean ± sample std over runs; a single run's value alone (its spread is unknown, not NaN)."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def table(points: list[Point], key: str, metric: str) -> str:
@@ -100,14 +103,14 @@ def table(points: list[Point], key: str, metric: str) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for p in points:
-        score, score_sd = _mean_std(p.scores)
         cos = "–"
         if p.cosines:
-            c, c_sd = _mean_std(p.cosines)
-            cos = f"{c:.3f} ± {c_sd:.3f}"
+            cos = _summary(p.cosines, 3)
+            if len(p.cosines) != len(p.scores):
+                cos += f" ({len(p.cosines)} of the runs)"
         ses = [s for s in p.cosine_ses if not math.isnan(s)]
         se = f"{statistics.fmean(ses):.3f}" if ses else "–"
-        lines.append(f"| {p.value} | {len(p.scores)} | {score:.4f} ± {score_sd:.4f} | {cos} | {se} |")
+        lines.append(f"| {p.value} | {len(p.scores)} | {_summary(p.scores, 4)} | {cos} | {se} |")
     return "\n".join(lines)
 
 
