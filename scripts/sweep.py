@@ -13,7 +13,8 @@ have no validation) is not tested and its test columns stay empty.
 
 A finished run leaves DIR/runs/<point-id>/seed<S>/done.json (its result row, written atomically); a rerun of the
 same sweep skips those runs and starts any other one from scratch. DIR/results.csv is rebuilt from every done.json
-at the end of each invocation: the grid keys, seed, run_dir, then each `val/...` scalar at its last step and each
+at the end of each invocation: the grid keys, seed, run_dir (and adopted_from where scripts/sweep_adopt.py brought
+in a run trained elsewhere), then each `val/...` scalar at its last step and each
 `test/...` scalar, read from the run's TensorBoard event files (else from Lightning's metrics.csv).
 
 `--executor local` runs on this machine with submitit's LocalExecutor, which starts every job it is given at once,
@@ -218,8 +219,9 @@ def write_results(out: Path, roots: Sequence[Path] = ()) -> Path:
     rows = [json.loads(m.read_text()) for m in markers]
     keys = list(dict.fromkeys(k for row in rows for k in row))
     metrics = [k for k in keys if k.startswith(("val/", "test/"))]
-    grid = [k for k in keys if k not in ("seed", "run_dir") and k not in metrics]
-    columns = grid + ["seed", "run_dir"] + sorted(k for k in metrics if k.startswith("val/"))
+    record = [k for k in ("seed", "run_dir", "adopted_from") if k in keys or k != "adopted_from"]
+    grid = [k for k in keys if k not in record and k not in metrics]
+    columns = grid + record + sorted(k for k in metrics if k.startswith("val/"))
     columns += sorted(k for k in metrics if k.startswith("test/"))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
