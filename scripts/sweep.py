@@ -267,15 +267,27 @@ def submit(executor: submitit.AutoExecutor, runs: Sequence[Run], wave: int) -> l
 
 
 # ------------------------------------------------------------------------------------------------ main
-def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The script's own arguments, and those after `--`, which go to every `train.py fit`."""
     argv = list(argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if "--" not in argv:
+        return argv, []
+    return argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+
+
+def sweep_parser(description: str | None, values: str) -> argparse.ArgumentParser:
+    """The arguments that define a sweep's runs: --config, --grid KEY=<values>, --out."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2")
-    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("--grid", action="append", default=[], metavar=f"KEY={values}")
     parser.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    argv, extra = split_extra(argv)
+    parser = sweep_parser(__doc__, "V1,V2")
+    parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--executor", choices=("local", "slurm"), default="local")
     parser.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE")

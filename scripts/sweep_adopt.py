@@ -121,15 +121,10 @@ def adopt(run: sweep.Run, source: Path) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    argv = list(argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    argv, extra = sweep.split_extra(argv)
+    parser = sweep.sweep_parser(__doc__, "VALUE")
     parser.add_argument("run", type=Path, help="the finished run's directory (<experiment>/<method>/version_N)")
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--grid", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     return argparse.Namespace(**vars(args), seeds=[args.seed], jobs=1, executor="local"), extra
 
