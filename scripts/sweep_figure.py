@@ -3,9 +3,9 @@ alignment: cosine and score against the inner learning rate α) and Fig. 8b (sco
 steps K), from a directory written by scripts/sweep.py.
 
     python scripts/sweep_figure.py sweeps/offline_alpha --key optimizer.init_args.lr \\
-        --metric test/avg/accuracy --out docs/offline/fig7b_alpha.png
+        --metric test/avg/accuracy --out docs/offline/alpha_sweep/fig7b_alpha.png
     python scripts/sweep_figure.py sweeps/offline_k --key model.algorithm.init_args.inner_steps \\
-        --metric test/avg/accuracy --out docs/offline/fig8b_k.png
+        --metric test/avg/accuracy --out docs/offline/k_sweep/fig8b_k.png
 
 For each value of `--key`: the metric of every finished run (DIR/runs/<point>/seed<S>/done.json, as sweep.py
 wrote it), mean ± std over the runs (seeds and any other grid key), and, where the runs logged it, the cosine at
