@@ -219,7 +219,7 @@ def write_results(out: Path, roots: Sequence[Path] = ()) -> Path:
     rows = [json.loads(m.read_text()) for m in markers]
     keys = list(dict.fromkeys(k for row in rows for k in row))
     metrics = [k for k in keys if k.startswith(("val/", "test/"))]
-    record = [k for k in ("seed", "run_dir", "adopted_from") if k in keys or k != "adopted_from"]
+    record = ["seed", "run_dir"] + (["adopted_from"] if "adopted_from" in keys else [])
     grid = [k for k in keys if k not in record and k not in metrics]
     columns = grid + record + sorted(k for k in metrics if k.startswith("val/"))
     columns += sorted(k for k in metrics if k.startswith("test/"))
