@@ -133,10 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         runs, roots, skipped = sweep.plan(args, extra)
+        if len(roots) != 1:
+            raise ValueError(f"give one value per grid key: this names {len(roots)} points")
         if skipped:
             raise ValueError(f"{roots[0]} is done already (done.json): nothing to adopt")
-        if len(runs) != 1:
-            raise ValueError(f"give one value per grid key: this names {len(runs)} points")
         if Path(runs[0].root).exists():
             raise ValueError(f"{runs[0].root} holds an unfinished run of the sweep: rerun the sweep, or remove it")
         Path(runs[0].root).mkdir(parents=True)
@@ -148,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Path(runs[0].root).parent.rmdir()
             raise
     except (ValueError, subprocess.CalledProcessError) as error:
-        detail = getattr(error, "stderr", None) or ""
-        print(f"sweep_adopt: {error}{detail and chr(10) + detail[-2000:]}", file=sys.stderr)
+        stderr = getattr(error, "stderr", None)  # train.py's own message when --print_config failed
+        print(f"sweep_adopt: {error}", *([stderr[-2000:]] if stderr else []), sep="\n", file=sys.stderr)
         return 2
     print(f"sweep_adopt: {args.run} is {runs[0].label} of {args.out}")
     print(f"sweep_adopt: results in {sweep.write_results(args.out.resolve())}")
