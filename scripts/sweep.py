@@ -12,7 +12,9 @@ e.g. `inner_steps=10__lr=0.0001`), then tests the run's best checkpoint
 have no validation) is not tested and its test columns stay empty.
 
 A finished run leaves DIR/runs/<point-id>/seed<S>/done.json (its result row, written atomically); a rerun of the
-same sweep skips those runs and starts any other one from scratch. DIR/results.csv is rebuilt from every done.json
+same sweep skips those runs and starts any other one from scratch. While a job runs it holds a lock beside its
+directory (DIR/.locks/<point-id>.seed<S>.lock), so a second sweep over the same DIR refuses that run rather than
+deleting it under the first one. DIR/results.csv is rebuilt from every done.json
 at the end of each invocation: the grid keys, seed, run_dir (and adopted_from where scripts/sweep_adopt.py brought
 in a run trained elsewhere), then each `val/...` scalar at its last step and each
 `test/...` scalar, read from the run's TensorBoard event files (else from Lightning's metrics.csv).
@@ -37,13 +39,15 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import submitit
+from filelock import FileLock, Timeout
 
 from lightning_modules.lifecycle.run_dir import recorded_best
 from pretrained.files import atomic_write_text
@@ -154,23 +158,60 @@ def parse_options(specs: Sequence[str]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ one job
+class PointBusy(RuntimeError):
+    """Another live process is running this point and seed."""
+
+
+@contextmanager
+def point_lock(root: Path) -> Iterator[None]:
+    """Holds the lock of `root` (DIR/runs/<point-id>/seed<S>), the file DIR/.locks/<point-id>.seed<S>.lock, for
+    the whole job, so that a second sweep over the same DIR (started twice, or a requeued SLURM task) refuses the
+    run instead of deleting it under the first one. An OS file lock: the kernel releases it when the holder dies,
+    kill -9 included; the file stays (deleting it would let two processes hold locks on two files)."""
+    path = root.parents[2] / ".locks" / f"{root.parent.name}.{root.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise PointBusy(
+            f"{root} is being run by another process, which holds {path}: nothing was deleted. Wait for that "
+            "sweep to finish (or stop it), then rerun this one: it skips what finished"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def run_point(run: Run) -> dict[str, Any]:
     """The job: fit, test the best checkpoint if there is one, write done.json and return the result row."""
     root = Path(run.root)
+    with point_lock(root):
+        return fit_and_test(run, root)
+
+
+def fit_and_test(run: Run, root: Path) -> dict[str, Any]:
+    if (root / "done.json").is_file():  # another sweep finished it after this one was planned
+        return json.loads((root / "done.json").read_text())
     if root.exists():
         shutil.rmtree(root)  # an unfinished earlier attempt
     root.mkdir(parents=True)
-    env = {**os.environ, **run.env}
-    subprocess.run([run.python, str(TRAIN), "fit", *run.fit_args], check=True, cwd=run.cwd, env=env)
+    train(run, ["fit", *run.fit_args])
     run_dir = find_run_dir(root)
     if has_best_checkpoint(run_dir):
         test = ["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "best"]
-        subprocess.run(
-            [run.python, str(TRAIN), *test, "--trainer.enable_progress_bar", "false"], check=True, cwd=run.cwd, env=env
-        )
+        train(run, [*test, "--trainer.enable_progress_bar", "false"])
     row = {**run.grid, "seed": run.seed, "run_dir": str(run_dir), **read_metrics(run_dir)}
     atomic_write_text(root / "done.json", json.dumps(row, indent=1) + "\n")
     return row
+
+
+def train(run: Run, args: list[str]) -> None:
+    """`train.py ARGS` in the run's environment; its output goes to the job's log."""
+    code = subprocess.run([run.python, str(TRAIN), *args], cwd=run.cwd, env={**os.environ, **run.env}).returncode
+    if code != 0:
+        raise RuntimeError(f"train.py {args[0]} exited with status {code} (its error is in the log)")
 
 
 def find_run_dir(root: Path) -> Path:
@@ -259,11 +300,18 @@ def submit(executor: submitit.AutoExecutor, runs: Sequence[Run], wave: int) -> l
                 job.result()
                 outcomes.append((run, None))
                 print(f"sweep: finished {run.label}", flush=True)
-            except Exception:  # one failed run must not stop the others; the log has the traceback
+            except Exception as error:  # one failed run must not stop the others; the log has the traceback
                 log = str(job.paths.stdout)
                 outcomes.append((run, log))
-                print(f"sweep: FAILED {run.label}, log: {log}", flush=True)
+                print(f"sweep: FAILED {run.label}: {failure_reason(error)}; log: {log}", flush=True)
     return outcomes
+
+
+def failure_reason(error: BaseException) -> str:
+    """The last line of the job's traceback, which submitit's error carries between two dashed lines."""
+    parts = str(error).split("-" * 22 + "\n")
+    lines = [line.strip() for line in (parts[1] if len(parts) > 2 else str(error)).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 # ------------------------------------------------------------------------------------------------ main

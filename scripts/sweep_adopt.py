@@ -120,6 +120,23 @@ def adopt(run: sweep.Run, source: Path) -> dict[str, Any]:
     return row
 
 
+def adopt_into_new_root(run: sweep.Run, source: Path) -> None:
+    """`adopt` into a root that does not exist yet; on any failure the root is removed again."""
+    root = Path(run.root)
+    if (root / "done.json").is_file():  # finished by a sweep after this was planned
+        raise ValueError(f"{root} is done already (done.json): nothing to adopt")
+    if root.exists():
+        raise ValueError(f"{root} holds an unfinished run of the sweep: rerun the sweep, or remove it")
+    root.mkdir(parents=True)
+    try:
+        adopt(run, source)
+    except BaseException:
+        shutil.rmtree(root)  # nothing half-adopted is left for the sweep to trip over
+        if not any(root.parent.iterdir()):
+            root.parent.rmdir()
+        raise
+
+
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     argv, extra = sweep.split_extra(argv)
     parser = sweep.sweep_parser(__doc__, "VALUE")
@@ -137,17 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"give one value per grid key: this names {len(roots)} points")
         if skipped:
             raise ValueError(f"{roots[0]} is done already (done.json): nothing to adopt")
-        if Path(runs[0].root).exists():
-            raise ValueError(f"{runs[0].root} holds an unfinished run of the sweep: rerun the sweep, or remove it")
-        Path(runs[0].root).mkdir(parents=True)
-        try:
-            adopt(runs[0], args.run.resolve())
-        except BaseException:
-            shutil.rmtree(runs[0].root)  # nothing half-adopted is left for the sweep to trip over
-            if not any(Path(runs[0].root).parent.iterdir()):
-                Path(runs[0].root).parent.rmdir()
-            raise
-    except (ValueError, subprocess.CalledProcessError) as error:
+        with sweep.point_lock(Path(runs[0].root)):  # no sweep job starts this run while it is adopted
+            adopt_into_new_root(runs[0], args.run.resolve())
+    except (ValueError, sweep.PointBusy, subprocess.CalledProcessError) as error:
         stderr = getattr(error, "stderr", None)  # train.py's own message when --print_config failed
         print(f"sweep_adopt: {error}", *([stderr[-2000:]] if stderr else []), sep="\n", file=sys.stderr)
         return 2

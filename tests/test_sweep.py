@@ -5,12 +5,18 @@ the slurm path on submitit's local cluster."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import importlib.util
 import json
+import os
 import re
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +191,50 @@ def test_slurm_options_become_submitit_slurm_parameters(tmp_path: Path, monkeypa
     assert not any(k.startswith("slurm_") for call in calls[before:] for k in call)
 
 
+HOLD_POINT = """
+import importlib.util, sys, time
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("sweep", sys.argv[1])
+sweep = importlib.util.module_from_spec(spec); sys.modules["sweep"] = sweep; spec.loader.exec_module(sweep)
+with sweep.point_lock(Path(sys.argv[2])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@contextlib.contextmanager
+def held_by_another_process(root: Path) -> Iterator[None]:
+    """`root`'s point lock, held by another live process (as a running sweep job holds it) until the block ends,
+    when that process is killed with SIGKILL."""
+    argv = [sys.executable, "-c", HOLD_POINT, str(REPO / "scripts" / "sweep.py"), str(root)]
+    holder = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_another_process_holds_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    root = tmp_path / "runs" / "inner_steps=2" / "seed0"
+    root.mkdir(parents=True)
+    (root / "events.out.tfevents.1").write_text("written by the sweep running this point")
+    run = sweep.Run("inner_steps=2", {K: "2"}, 0, str(root), ["--bogus"], sys.executable, str(REPO), {})
+    with held_by_another_process(root):
+        lock = tmp_path / ".locks" / "inner_steps=2.seed0.lock"
+        busy = f"{root} is being run by another process, which holds {lock}: nothing was deleted"
+        with pytest.raises(sweep.PointBusy, match=re.escape(busy)):
+            sweep.run_point(run)
+        assert (root / "events.out.tfevents.1").read_text() == "written by the sweep running this point"
+    with sweep.point_lock(root):  # the holder was killed: the kernel released its lock
+        pass
+    # a run another sweep finished after this one was planned is returned as it is, not trained again
+    (root / "done.json").write_text(json.dumps({K: "2", "seed": 0, "test/avg/loss": 0.5}))
+    assert sweep.run_point(run) == {K: "2", "seed": 0, "test/avg/loss": 0.5}
+    assert (root / "events.out.tfevents.1").is_file()
+
+
 # --------------------------------------------------------------------------- slow: real runs
 @pytest.mark.slow
 def test_grid_over_seeds_runs_tests_and_a_rerun_skips_what_finished(
@@ -241,6 +291,10 @@ def test_a_failing_point_is_reported_and_the_others_finish_on_the_slurm_path(
     assert "1 ran, 0 skipped (done before), 1 failed" in printed
     assert {"slurm_array_parallelism": 2, "slurm_partition": "gpu", "slurm_timeout_min": 600} in calls
 
+    assert (
+        "FAILED inner_steps=-1 seed 1: RuntimeError: train.py fit exited with status 1 (its error is in the log)"
+        in printed
+    )
     log = Path(re.search(r"failed: inner_steps=-1 seed 1: log (\S+)", printed).group(1))
     assert log.parent == out / "submitit"
     assert "inner_steps (K) must be >= 1, got -1" in log.read_text()
@@ -265,3 +319,34 @@ def test_several_seeds_say_what_they_vary(tmp_path: Path, capsys: pytest.Capture
     out = capsys.readouterr().out
     assert ("task order and each task's shuffling follow data.seed" in out) is not bool(grid)
     assert "0 ran, 4 skipped" in out if grid else "0 ran, 2 skipped" in out
+
+
+@pytest.mark.slow
+def test_a_sweep_started_twice_refuses_the_run_the_first_is_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same sweep started again (a second terminal, a requeued job) while its first run trains: the second is
+    refused, the first keeps its files, and once the first is killed a rerun trains the point."""
+    config = validated_tiny_config(tmp_path / "cfg" / "tiny.yaml")
+    out = tmp_path / "sweep"
+    argv = ["--config", str(config), "--grid", f"{K}=2", "--seeds", "0", "--out", str(out), "--jobs", "1"]
+    first = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "sweep.py"), *argv, "--", "--trainer.max_steps", "100000"],
+        cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    root = out / "runs" / "inner_steps=2" / "seed0"
+    try:
+        deadline = time.monotonic() + 120
+        while not list(root.glob("*/*/version_0/checkpoints")):  # training has started
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        assert sweep.main(argv) == 1
+        printed = capsys.readouterr().out
+        assert f"FAILED inner_steps=2 seed 0: sweep.PointBusy: {root} is being run by another process, which" in printed
+        assert first.poll() is None and len(list(root.glob("*/*/version_*"))) == 1  # still training, in its own run
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert sweep.main(argv) == 0
+    assert "1 ran, 0 skipped (done before), 0 failed" in capsys.readouterr().out
+    assert len(read_csv(out / "results.csv")[1]) == 1

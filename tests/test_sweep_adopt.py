@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
-from tests.test_sweep import LR, read_csv, sweep, validated_tiny_config
+from tests.helpers import REPO, SYNTHETIC
+from tests.test_sweep import LR, K, held_by_another_process, read_csv, sweep, validated_tiny_config
 
 spec = importlib.util.spec_from_file_location("sweep_adopt", REPO / "scripts" / "sweep_adopt.py")
 sweep_adopt = importlib.util.module_from_spec(spec)
@@ -86,3 +86,14 @@ def test_a_finished_run_is_adopted_and_a_different_or_untested_one_refused(
         k: v for k, v in original.items() if k.startswith(("val/", "test/"))
     }
     assert sweep_adopt.main([str(source), *args, "--grid", f"{LR}=0.01", "--seed", "1"]) == 2  # done already
+
+
+def test_a_point_a_sweep_job_is_running_is_not_adopted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sweep"
+    root = out / "runs" / "inner_steps=2" / "seed0"
+    argv = [str(tmp_path / "elsewhere" / "version_0"), "--config", str(SYNTHETIC / "sequential_reptile.yaml")]
+    argv += ["--grid", f"{K}=2", "--seed", "0", "--out", str(out)]
+    with held_by_another_process(root):
+        assert sweep_adopt.main(argv) == 2
+    assert f"sweep_adopt: {root} is being run by another process" in capsys.readouterr().err
+    assert not (out / "runs").exists()
