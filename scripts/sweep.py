@@ -192,6 +192,7 @@ def run_point(run: Run) -> dict[str, Any]:
 
 
 def fit_and_test(run: Run, root: Path) -> dict[str, Any]:
+    """`run_point`'s work, done while it holds the run's lock."""
     if (root / "done.json").is_file():  # another sweep finished it after this one was planned
         return json.loads((root / "done.json").read_text())
     if root.exists():

@@ -120,11 +120,14 @@ def adopt(run: sweep.Run, source: Path) -> dict[str, Any]:
     return row
 
 
+DONE_ALREADY = "{root} is done already (done.json): nothing to adopt"
+
+
 def adopt_into_new_root(run: sweep.Run, source: Path) -> None:
     """`adopt` into a root that does not exist yet; on any failure the root is removed again."""
     root = Path(run.root)
     if (root / "done.json").is_file():  # finished by a sweep after this was planned
-        raise ValueError(f"{root} is done already (done.json): nothing to adopt")
+        raise ValueError(DONE_ALREADY.format(root=root))
     if root.exists():
         raise ValueError(f"{root} holds an unfinished run of the sweep: rerun the sweep, or remove it")
     root.mkdir(parents=True)
@@ -153,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(roots) != 1:
             raise ValueError(f"give one value per grid key: this names {len(roots)} points")
         if skipped:
-            raise ValueError(f"{roots[0]} is done already (done.json): nothing to adopt")
+            raise ValueError(DONE_ALREADY.format(root=roots[0]))
         with sweep.point_lock(Path(runs[0].root)):  # no sweep job starts this run while it is adopted
             adopt_into_new_root(runs[0], args.run.resolve())
     except (ValueError, sweep.PointBusy, subprocess.CalledProcessError) as error:
