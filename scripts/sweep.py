@@ -12,9 +12,9 @@ e.g. `inner_steps=10__lr=0.0001`), then tests the run's best checkpoint
 have no validation) is not tested and its test columns stay empty.
 
 A finished run leaves DIR/runs/<point-id>/seed<S>/done.json (its result row, written atomically); a rerun of the
-same sweep skips those runs and starts any other one from scratch. While a job runs it holds a lock beside its
-directory (DIR/.locks/<point-id>.seed<S>.lock), so a second sweep over the same DIR refuses that run rather than
-deleting it under the first one. DIR/results.csv is rebuilt from every done.json
+same sweep skips those runs and starts any other one from scratch. While a job runs it holds an OS lock on its run
+(DIR/.locks/<point-id>.seed<S>.lock), so a second sweep over the same DIR refuses that run rather than deleting it
+under the first one. DIR/results.csv is rebuilt from every done.json
 at the end of each invocation: the grid keys, seed, run_dir (and adopted_from where scripts/sweep_adopt.py brought
 in a run trained elsewhere), then each `val/...` scalar at its last step and each
 `test/...` scalar, read from the run's TensorBoard event files (else from Lightning's metrics.csv).
